@@ -1,0 +1,124 @@
+//! Element-wise binary kernels and `where`, on operands already broadcast to one shape.
+use super::zip_strided;
+use crate::{BinaryOp, CpuStorage, Error, Layout, Result};
+
+fn float_op<T: num_like::Float>(op: BinaryOp) -> fn(T, T) -> T {
+    match op {
+        BinaryOp::Add => |a, b| a + b,
+        BinaryOp::Sub => |a, b| a - b,
+        BinaryOp::Mul => |a, b| a * b,
+        BinaryOp::Div => |a, b| a / b,
+        BinaryOp::Pow => |a: T, b| a.powf(b),
+        BinaryOp::Maximum => |a: T, b: T| if a.is_nan() || a > b { a } else { b },
+        BinaryOp::Minimum => |a: T, b: T| if a.is_nan() || a < b { a } else { b },
+        BinaryOp::Eq => |a, b| T::from_bool(a == b),
+        BinaryOp::Ne => |a, b| T::from_bool(a != b),
+        BinaryOp::Gt => |a, b| T::from_bool(a > b),
+        BinaryOp::Ge => |a, b| T::from_bool(a >= b),
+        BinaryOp::Lt => |a, b| T::from_bool(a < b),
+        BinaryOp::Le => |a, b| T::from_bool(a <= b),
+    }
+}
+
+fn int_op(op: BinaryOp) -> Option<fn(i64, i64) -> i64> {
+    Some(match op {
+        BinaryOp::Add => |a: i64, b: i64| a.wrapping_add(b),
+        BinaryOp::Sub => |a: i64, b: i64| a.wrapping_sub(b),
+        BinaryOp::Mul => |a: i64, b: i64| a.wrapping_mul(b),
+        BinaryOp::Maximum => |a: i64, b| a.max(b),
+        BinaryOp::Minimum => |a: i64, b| a.min(b),
+        BinaryOp::Eq => |a, b| (a == b) as i64,
+        BinaryOp::Ne => |a, b| (a != b) as i64,
+        BinaryOp::Gt => |a, b| (a > b) as i64,
+        BinaryOp::Ge => |a, b| (a >= b) as i64,
+        BinaryOp::Lt => |a, b| (a < b) as i64,
+        BinaryOp::Le => |a, b| (a <= b) as i64,
+        BinaryOp::Div | BinaryOp::Pow => return None,
+    })
+}
+
+/// `op(a, b)` over two views of one shape.
+pub fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
+    Ok(match (a, b) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(zip_strided(a, la, b, lb, float_op::<f32>(op))),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(zip_strided(a, la, b, lb, float_op::<f64>(op))),
+        (CpuStorage::I64(a), CpuStorage::I64(b)) => match int_op(op) {
+            Some(f) => CpuStorage::I64(zip_strided(a, la, b, lb, f)),
+            None => {
+                return Err(Error::DType { op: "binary", expected: "a float dtype for div and pow", got: a_dtype(a) })
+            }
+        },
+        _ => return Err(Error::DTypeMismatch { op: "binary", lhs: a.dtype(), rhs: b.dtype() }),
+    })
+}
+
+fn a_dtype(_: &[i64]) -> crate::DType {
+    crate::DType::I64
+}
+
+/// `cond != 0 ? a : b` over three views of one shape.
+pub fn where_cond(
+    cond: &CpuStorage,
+    lc: &Layout,
+    a: &CpuStorage,
+    la: &Layout,
+    b: &CpuStorage,
+    lb: &Layout,
+) -> Result<CpuStorage> {
+    let mask: Vec<bool> = match cond {
+        CpuStorage::F32(c) => super::map_strided(c, lc, |v| v != 0.0),
+        CpuStorage::F64(c) => super::map_strided(c, lc, |v| v != 0.0),
+        CpuStorage::I64(c) => super::map_strided(c, lc, |v| v != 0),
+    };
+    let ml = Layout::contiguous(lc.shape());
+    fn pick<T: Copy + Send + Sync + Default>(m: &[bool], ml: &Layout, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+        // (mask, a) first, then b: two passes keep the shared zip helper.
+        let picked_a: Vec<(bool, T)> = zip_strided(m, ml, a, la, |m, a| (m, a));
+        let pl = Layout::contiguous(la.shape());
+        zip_strided(&picked_a, &pl, b, lb, |(m, a), b| if m { a } else { b })
+    }
+    Ok(match (a, b) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(pick(&mask, &ml, a, la, b, lb)),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(pick(&mask, &ml, a, la, b, lb)),
+        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(pick(&mask, &ml, a, la, b, lb)),
+        _ => return Err(Error::DTypeMismatch { op: "where", lhs: a.dtype(), rhs: b.dtype() }),
+    })
+}
+
+/// The float arithmetic the binary kernels need, for f32 and f64.
+mod num_like {
+    pub trait Float:
+        Copy
+        + PartialOrd
+        + std::ops::Add<Output = Self>
+        + std::ops::Sub<Output = Self>
+        + std::ops::Mul<Output = Self>
+        + std::ops::Div<Output = Self>
+    {
+        fn powf(self, e: Self) -> Self;
+        fn is_nan(self) -> bool;
+        fn from_bool(b: bool) -> Self;
+    }
+    impl Float for f32 {
+        fn powf(self, e: Self) -> Self {
+            f32::powf(self, e)
+        }
+        fn is_nan(self) -> bool {
+            f32::is_nan(self)
+        }
+        fn from_bool(b: bool) -> Self {
+            b as u8 as f32
+        }
+    }
+    impl Float for f64 {
+        fn powf(self, e: Self) -> Self {
+            f64::powf(self, e)
+        }
+        fn is_nan(self) -> bool {
+            f64::is_nan(self)
+        }
+        fn from_bool(b: bool) -> Self {
+            b as u8 as f64
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `DType`: the element types a storage can hold, and the `Element` trait tying each to Rust.
+use std::fmt;
+
+/// The element type of a tensor. Mixing dtypes in one op is an error, never a silent cast.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum DType {
+    /// 32-bit float: training.
+    F32,
+    /// 64-bit float: gradient checks.
+    F64,
+    /// 64-bit signed integer: labels and indices (PyTorch's `int64`).
+    I64,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F64 | DType::I64 => 8,
+        }
+    }
+
+    /// True for floating-point dtypes (the only ones that can require grad).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    /// The lower-case name PyTorch prints (`float32`, `float64`, `int64`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+            DType::I64 => "int64",
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Rust type that a storage can hold: `f32`, `f64`, `i64`.
+pub trait Element: Copy + Send + Sync + PartialOrd + fmt::Debug + Default + 'static {
+    /// The matching dtype.
+    const DTYPE: DType;
+    /// Converts from f64 (truncating toward zero for integers).
+    fn from_f64(v: f64) -> Self;
+    /// Converts to f64.
+    fn to_f64(self) -> f64;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Element for f64 {
+    const DTYPE: DType = DType::F64;
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+impl Element for i64 {
+    const DTYPE: DType = DType::I64;
+    fn from_f64(v: f64) -> Self {
+        v as i64
+    }
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+}
+
+/// Moving typed vectors in and out of a [`crate::CpuStorage`].
+pub trait HostElement: Element {
+    /// Wraps a vector.
+    fn into_storage(v: Vec<Self>) -> crate::CpuStorage;
+    /// The slice, when the storage holds this type.
+    fn slice(s: &crate::CpuStorage) -> Option<&[Self]>;
+}
+
+impl HostElement for f32 {
+    fn into_storage(v: Vec<Self>) -> crate::CpuStorage {
+        crate::CpuStorage::F32(v)
+    }
+    fn slice(s: &crate::CpuStorage) -> Option<&[Self]> {
+        match s {
+            crate::CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl HostElement for f64 {
+    fn into_storage(v: Vec<Self>) -> crate::CpuStorage {
+        crate::CpuStorage::F64(v)
+    }
+    fn slice(s: &crate::CpuStorage) -> Option<&[Self]> {
+        match s {
+            crate::CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl HostElement for i64 {
+    fn into_storage(v: Vec<Self>) -> crate::CpuStorage {
+        crate::CpuStorage::I64(v)
+    }
+    fn slice(s: &crate::CpuStorage) -> Option<&[Self]> {
+        match s {
+            crate::CpuStorage::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! stategrad's backends: where tensors live and how kernels run on them.
+//!
+//! This crate knows nothing of gradients. It defines the run-time [`Device`], the
+//! [`DType`], the strided [`Layout`] (views without copies), the [`Storage`] enum over
+//! backends, and the [`Kernels`] trait that every backend implements once. [`Storage`]
+//! dispatches each kernel call to its backend in one place (`storage.rs`).
+#![warn(missing_docs)]
+
+pub mod cpu;
+#[cfg(feature = "cube")]
+pub mod cube;
+mod device;
+mod dtype;
+mod error;
+mod kernel;
+mod layout;
+mod rng;
+mod storage;
+
+pub use device::Device;
+pub use dtype::{DType, Element, HostElement};
+pub use error::{Error, Result};
+pub use kernel::{BinaryOp, Conv2dParams, Distribution, Kernels, ReduceOp, UnaryOp};
+pub use layout::{broadcast_shapes, Dims, Layout, StridedIndex};
+pub use rng::{uniform_at, normal_at};
+pub use storage::{CpuStorage, Storage};

@@ -1,0 +1,380 @@
+//! `Storage`: the enum over backends. Each kernel call is dispatched here, once, to the
+//! backend that owns the operands; operands on different devices are an error.
+use crate::cpu::CpuBackend;
+#[cfg(feature = "cube")]
+use crate::cube::{self, CubeStorage};
+use crate::{BinaryOp, Conv2dParams, DType, Device, Distribution, Error, HostElement, Kernels, Layout, ReduceOp, Result, UnaryOp};
+
+/// Host memory: a plain vector per dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CpuStorage {
+    /// f32 elements.
+    F32(Vec<f32>),
+    /// f64 elements.
+    F64(Vec<f64>),
+    /// i64 elements.
+    I64(Vec<i64>),
+}
+
+impl CpuStorage {
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuStorage::F32(_) => DType::F32,
+            CpuStorage::F64(_) => DType::F64,
+            CpuStorage::I64(_) => DType::I64,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            CpuStorage::F32(v) => v.len(),
+            CpuStorage::F64(v) => v.len(),
+            CpuStorage::I64(v) => v.len(),
+        }
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements as a `T` slice, when the dtype is `T`'s.
+    pub fn as_slice<T: HostElement>(&self) -> Option<&[T]> {
+        T::slice(self)
+    }
+
+    /// Wraps a typed vector.
+    pub fn from_vec<T: HostElement>(v: Vec<T>) -> Self {
+        T::into_storage(v)
+    }
+
+    /// The elements converted to f64 (for tests and printing).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self {
+            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuStorage::F64(v) => v.clone(),
+            CpuStorage::I64(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+}
+
+/// A tensor's memory on one device. Cheap to share behind an `Arc`; never mutated in place.
+#[derive(Debug)]
+pub enum Storage {
+    /// Host memory.
+    Cpu(CpuStorage),
+    /// Memory of a cubecl device (wgpu or cuda).
+    #[cfg(feature = "cube")]
+    Cube(CubeStorage),
+}
+
+fn device_error(op: &'static str, a: &Storage, b: &Storage) -> Error {
+    Error::Device { op, a: a.device(), b: b.device() }
+}
+
+impl Storage {
+    /// The device holding this storage.
+    pub fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => s.device(),
+        }
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::Cpu(s) => s.dtype(),
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => s.dtype(),
+        }
+    }
+
+    /// Copies host data to `device`.
+    pub fn from_host(data: CpuStorage, device: Device) -> Result<Storage> {
+        match device {
+            Device::Cpu => Ok(Storage::Cpu(data)),
+            #[cfg(feature = "cube")]
+            Device::Wgpu(_) | Device::Cuda(_) => Ok(Storage::Cube(cube::backend(device)?.from_host(&data)?)),
+            #[cfg(not(feature = "cube"))]
+            _ => Err(Error::DeviceUnavailable {
+                device,
+                reason: "stategrad was built without GPU support (enable the `wgpu` or `cuda` feature)".into(),
+            }),
+        }
+    }
+
+    /// The view `l` copied to the host, contiguous.
+    pub fn to_host(&self, l: &Layout) -> Result<CpuStorage> {
+        match self {
+            Storage::Cpu(s) => CpuBackend.to_host(s, l),
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => cube::backend(s.device())?.to_host(s, l),
+        }
+    }
+
+    /// The view `l` copied to `device` (contiguous there).
+    pub fn to_device(&self, l: &Layout, device: Device) -> Result<Storage> {
+        if self.device() == device {
+            return self.copy_strided(l);
+        }
+        Storage::from_host(self.to_host(l)?, device)
+    }
+
+    /// `numel` copies of `value` on `device`.
+    pub fn fill(device: Device, numel: usize, dtype: DType, value: f64) -> Result<Storage> {
+        match device {
+            Device::Cpu => CpuBackend.fill(numel, dtype, value).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            _ => cube::backend(device)?.fill(numel, dtype, value).map(Storage::Cube),
+            #[cfg(not(feature = "cube"))]
+            _ => Storage::from_host(CpuStorage::F32(vec![]), device),
+        }
+    }
+
+    /// `numel` seeded random elements on `device` (same values on every device).
+    pub fn rand(device: Device, numel: usize, dtype: DType, dist: Distribution, seed: u64) -> Result<Storage> {
+        match device {
+            Device::Cpu => CpuBackend.rand(numel, dtype, dist, seed).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            _ => cube::backend(device)?.rand(numel, dtype, dist, seed).map(Storage::Cube),
+            #[cfg(not(feature = "cube"))]
+            _ => Storage::from_host(CpuStorage::F32(vec![]), device),
+        }
+    }
+
+    /// See [`Kernels::copy_strided`].
+    pub fn copy_strided(&self, l: &Layout) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => CpuBackend.copy_strided(s, l).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => cube::backend(s.device())?.copy_strided(s, l).map(Storage::Cube),
+        }
+    }
+
+    /// See [`Kernels::cast`].
+    pub fn cast(&self, l: &Layout, dtype: DType) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => CpuBackend.cast(s, l, dtype).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => cube::backend(s.device())?.cast(s, l, dtype).map(Storage::Cube),
+        }
+    }
+
+    /// See [`Kernels::unary`].
+    pub fn unary(&self, op: UnaryOp, l: &Layout) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => CpuBackend.unary(op, s, l).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => cube::backend(s.device())?.unary(op, s, l).map(Storage::Cube),
+        }
+    }
+
+    /// See [`Kernels::binary`].
+    pub fn binary(&self, op: BinaryOp, la: &Layout, rhs: &Storage, lb: &Layout) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, rhs) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => CpuBackend.binary(op, a, la, b, lb).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            (Storage::Cube(a), Storage::Cube(b)) if a.device() == b.device() => {
+                cube::backend(a.device())?.binary(op, a, la, b, lb).map(Storage::Cube)
+            }
+            _ => Err(device_error("binary", self, rhs)),
+        }
+    }
+
+    /// See [`Kernels::where_cond`].
+    pub fn where_cond(&self, lc: &Layout, a: &Storage, la: &Layout, b: &Storage, lb: &Layout) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, a, b) {
+            (Storage::Cpu(c), Storage::Cpu(a), Storage::Cpu(b)) => {
+                CpuBackend.where_cond(c, lc, a, la, b, lb).map(Storage::Cpu)
+            }
+            #[cfg(feature = "cube")]
+            (Storage::Cube(c), Storage::Cube(x), Storage::Cube(y))
+                if c.device() == x.device() && x.device() == y.device() =>
+            {
+                cube::backend(c.device())?.where_cond(c, lc, x, la, y, lb).map(Storage::Cube)
+            }
+            _ if self.device() != a.device() => Err(device_error("where", self, a)),
+            _ => Err(device_error("where", a, b)),
+        }
+    }
+
+    /// See [`Kernels::reduce`].
+    pub fn reduce(&self, op: ReduceOp, l: &Layout, axes: &[usize]) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => CpuBackend.reduce(op, s, l, axes).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => cube::backend(s.device())?.reduce(op, s, l, axes).map(Storage::Cube),
+        }
+    }
+
+    /// See [`Kernels::softmax`].
+    pub fn softmax(&self, l: &Layout, axis: usize, log: bool) -> Result<Storage> {
+        match self {
+            Storage::Cpu(s) => CpuBackend.softmax(s, l, axis, log).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => cube::backend(s.device())?.softmax(s, l, axis, log).map(Storage::Cube),
+        }
+    }
+
+    /// See [`Kernels::matmul`].
+    pub fn matmul(&self, la: &Layout, rhs: &Storage, lb: &Layout) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, rhs) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => CpuBackend.matmul(a, la, b, lb).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            (Storage::Cube(a), Storage::Cube(b)) if a.device() == b.device() => {
+                cube::backend(a.device())?.matmul(a, la, b, lb).map(Storage::Cube)
+            }
+            _ => Err(device_error("matmul", self, rhs)),
+        }
+    }
+
+    /// See [`Kernels::conv2d`].
+    pub fn conv2d(&self, lx: &Layout, w: &Storage, lw: &Layout, p: &Conv2dParams) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, w) {
+            (Storage::Cpu(x), Storage::Cpu(w)) => CpuBackend.conv2d(x, lx, w, lw, p).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            (Storage::Cube(x), Storage::Cube(w)) if x.device() == w.device() => {
+                cube::backend(x.device())?.conv2d(x, lx, w, lw, p).map(Storage::Cube)
+            }
+            _ => Err(device_error("conv2d", self, w)),
+        }
+    }
+
+    /// See [`Kernels::conv2d_grad_input`].
+    pub fn conv2d_grad_input(
+        &self,
+        lg: &Layout,
+        w: &Storage,
+        lw: &Layout,
+        p: &Conv2dParams,
+        input_hw: (usize, usize),
+    ) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, w) {
+            (Storage::Cpu(g), Storage::Cpu(w)) => {
+                CpuBackend.conv2d_grad_input(g, lg, w, lw, p, input_hw).map(Storage::Cpu)
+            }
+            #[cfg(feature = "cube")]
+            (Storage::Cube(g), Storage::Cube(w)) if g.device() == w.device() => {
+                cube::backend(g.device())?.conv2d_grad_input(g, lg, w, lw, p, input_hw).map(Storage::Cube)
+            }
+            _ => Err(device_error("conv2d_grad_input", self, w)),
+        }
+    }
+
+    /// See [`Kernels::conv2d_grad_weight`] (`self` is the conv's input).
+    pub fn conv2d_grad_weight(
+        &self,
+        lx: &Layout,
+        grad: &Storage,
+        lg: &Layout,
+        p: &Conv2dParams,
+        kernel_hw: (usize, usize),
+    ) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, grad) {
+            (Storage::Cpu(x), Storage::Cpu(g)) => {
+                CpuBackend.conv2d_grad_weight(x, lx, g, lg, p, kernel_hw).map(Storage::Cpu)
+            }
+            #[cfg(feature = "cube")]
+            (Storage::Cube(x), Storage::Cube(g)) if x.device() == g.device() => {
+                cube::backend(x.device())?.conv2d_grad_weight(x, lx, g, lg, p, kernel_hw).map(Storage::Cube)
+            }
+            _ => Err(device_error("conv2d_grad_weight", self, grad)),
+        }
+    }
+
+    /// See [`Kernels::index_select`].
+    pub fn index_select(&self, lx: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, idx) {
+            (Storage::Cpu(x), Storage::Cpu(i)) => CpuBackend.index_select(x, lx, dim, i, li).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            (Storage::Cube(x), Storage::Cube(i)) if x.device() == i.device() => {
+                cube::backend(x.device())?.index_select(x, lx, dim, i, li).map(Storage::Cube)
+            }
+            _ => Err(device_error("index_select", self, idx)),
+        }
+    }
+
+    /// See [`Kernels::gather`].
+    pub fn gather(&self, lx: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, idx) {
+            (Storage::Cpu(x), Storage::Cpu(i)) => CpuBackend.gather(x, lx, dim, i, li).map(Storage::Cpu),
+            #[cfg(feature = "cube")]
+            (Storage::Cube(x), Storage::Cube(i)) if x.device() == i.device() => {
+                cube::backend(x.device())?.gather(x, lx, dim, i, li).map(Storage::Cube)
+            }
+            _ => Err(device_error("gather", self, idx)),
+        }
+    }
+
+    /// See [`Kernels::scatter_add`] (`self` is the destination).
+    pub fn scatter_add(
+        &self,
+        ld: &Layout,
+        dim: usize,
+        idx: &Storage,
+        li: &Layout,
+        src: &Storage,
+        ls: &Layout,
+    ) -> Result<Storage> {
+        #[allow(unreachable_patterns)]
+        match (self, idx, src) {
+            (Storage::Cpu(d), Storage::Cpu(i), Storage::Cpu(s)) => {
+                CpuBackend.scatter_add(d, ld, dim, i, li, s, ls).map(Storage::Cpu)
+            }
+            #[cfg(feature = "cube")]
+            (Storage::Cube(d), Storage::Cube(i), Storage::Cube(s))
+                if d.device() == i.device() && d.device() == s.device() =>
+            {
+                cube::backend(d.device())?.scatter_add(d, ld, dim, i, li, s, ls).map(Storage::Cube)
+            }
+            _ if self.device() != idx.device() => Err(device_error("scatter_add", self, idx)),
+            _ => Err(device_error("scatter_add", self, src)),
+        }
+    }
+
+    /// See [`Kernels::cat`]; all parts on one device.
+    pub fn cat(parts: &[(&Storage, &Layout)], dim: usize) -> Result<Storage> {
+        let Some(&(first, _)) = parts.first() else {
+            return Err(Error::Shape { op: "cat", shapes: vec![], msg: "no tensors to concatenate".into() });
+        };
+        if let Some(&(other, _)) = parts.iter().find(|(s, _)| s.device() != first.device()) {
+            return Err(device_error("cat", first, other));
+        }
+        match first {
+            Storage::Cpu(_) => {
+                let cpu: Vec<_> = parts
+                    .iter()
+                    .map(|(s, l)| match s {
+                        Storage::Cpu(c) => (c, *l),
+                        #[cfg(feature = "cube")]
+                        _ => unreachable!("devices checked above"),
+                    })
+                    .collect();
+                CpuBackend.cat(&cpu, dim).map(Storage::Cpu)
+            }
+            #[cfg(feature = "cube")]
+            Storage::Cube(c) => {
+                let cube: Vec<_> = parts
+                    .iter()
+                    .map(|(s, l)| match s {
+                        Storage::Cube(c) => (c, *l),
+                        _ => unreachable!("devices checked above"),
+                    })
+                    .collect();
+                cube::backend(c.device())?.cat(&cube, dim).map(Storage::Cube)
+            }
+        }
+    }
+}
