@@ -192,8 +192,14 @@ pub trait Kernels {
     /// Element-wise `op(x)`.
     fn unary(&self, op: UnaryOp, x: &Self::Storage, l: &Layout) -> Result<Self::Storage>;
     /// Element-wise `op(a, b)`; `la` and `lb` have the same shape.
-    fn binary(&self, op: BinaryOp, a: &Self::Storage, la: &Layout, b: &Self::Storage, lb: &Layout)
-        -> Result<Self::Storage>;
+    fn binary(
+        &self,
+        op: BinaryOp,
+        a: &Self::Storage,
+        la: &Layout,
+        b: &Self::Storage,
+        lb: &Layout,
+    ) -> Result<Self::Storage>;
     /// `cond != 0 ? a : b`, all three of one shape; `a` and `b` of one dtype.
     fn where_cond(
         &self,
@@ -216,8 +222,14 @@ pub trait Kernels {
     fn matmul(&self, a: &Self::Storage, la: &Layout, b: &Self::Storage, lb: &Layout) -> Result<Self::Storage>;
 
     /// `x [n, c_in, h, w]` conv `w [c_out, c_in / groups, kh, kw]` -> `[n, c_out, oh, ow]`.
-    fn conv2d(&self, x: &Self::Storage, lx: &Layout, w: &Self::Storage, lw: &Layout, p: &Conv2dParams)
-        -> Result<Self::Storage>;
+    fn conv2d(
+        &self,
+        x: &Self::Storage,
+        lx: &Layout,
+        w: &Self::Storage,
+        lw: &Layout,
+        p: &Conv2dParams,
+    ) -> Result<Self::Storage>;
     /// Gradient of conv2d w.r.t. its input (col2im), for an input of spatial size `input_hw`.
     fn conv2d_grad_input(
         &self,
@@ -240,12 +252,24 @@ pub trait Kernels {
     ) -> Result<Self::Storage>;
 
     /// `out[.., i, ..] = x[.., idx[i], ..]` along `dim`; `idx` is 1-D i64.
-    fn index_select(&self, x: &Self::Storage, lx: &Layout, dim: usize, idx: &Self::Storage, li: &Layout)
-        -> Result<Self::Storage>;
+    fn index_select(
+        &self,
+        x: &Self::Storage,
+        lx: &Layout,
+        dim: usize,
+        idx: &Self::Storage,
+        li: &Layout,
+    ) -> Result<Self::Storage>;
     /// `out[p] = x[p with p[dim] = idx[p]]`; `idx` (i64) has the output's shape, which
     /// matches `x` except along `dim`.
-    fn gather(&self, x: &Self::Storage, lx: &Layout, dim: usize, idx: &Self::Storage, li: &Layout)
-        -> Result<Self::Storage>;
+    fn gather(
+        &self,
+        x: &Self::Storage,
+        lx: &Layout,
+        dim: usize,
+        idx: &Self::Storage,
+        li: &Layout,
+    ) -> Result<Self::Storage>;
     /// A copy of `dst` with `out[p with p[dim] = idx[p]] += src[p]` for every position `p`
     /// of `src`; `idx` (i64) has `src`'s shape.
     #[allow(clippy::too_many_arguments)]

@@ -22,5 +22,5 @@ pub use dtype::{DType, Element, HostElement};
 pub use error::{Error, Result};
 pub use kernel::{BinaryOp, Conv2dParams, Distribution, Kernels, ReduceOp, UnaryOp};
 pub use layout::{broadcast_shapes, Dims, Layout, StridedIndex};
-pub use rng::{uniform_at, normal_at};
+pub use rng::{normal_at, uniform_at};
 pub use storage::{CpuStorage, Storage};

@@ -3,7 +3,9 @@
 use crate::cpu::CpuBackend;
 #[cfg(feature = "cube")]
 use crate::cube::{self, CubeStorage};
-use crate::{BinaryOp, Conv2dParams, DType, Device, Distribution, Error, HostElement, Kernels, Layout, ReduceOp, Result, UnaryOp};
+use crate::{
+    BinaryOp, Conv2dParams, DType, Device, Distribution, Error, HostElement, Kernels, Layout, ReduceOp, Result, UnaryOp,
+};
 
 /// Host memory: a plain vector per dtype.
 #[derive(Clone, Debug, PartialEq)]

@@ -71,7 +71,14 @@ pub fn where_cond(
         CpuStorage::I64(c) => super::map_strided(c, lc, |v| v != 0),
     };
     let ml = Layout::contiguous(lc.shape());
-    fn pick<T: Copy + Send + Sync + Default>(m: &[bool], ml: &Layout, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+    fn pick<T: Copy + Send + Sync + Default>(
+        m: &[bool],
+        ml: &Layout,
+        a: &[T],
+        la: &Layout,
+        b: &[T],
+        lb: &Layout,
+    ) -> Vec<T> {
         // (mask, a) first, then b: two passes keep the shared zip helper.
         let picked_a: Vec<(bool, T)> = zip_strided(m, ml, a, la, |m, a| (m, a));
         let pl = Layout::contiguous(la.shape());

@@ -8,7 +8,15 @@ pub fn gather(_x: &CpuStorage, _lx: &Layout, _dim: usize, _i: &CpuStorage, _li: 
     Err(Error::Unsupported { op: "gather", msg: "not yet implemented".into() })
 }
 #[allow(clippy::too_many_arguments)]
-pub fn scatter_add(_d: &CpuStorage, _ld: &Layout, _dim: usize, _i: &CpuStorage, _li: &Layout, _s: &CpuStorage, _ls: &Layout) -> Result<CpuStorage> {
+pub fn scatter_add(
+    _d: &CpuStorage,
+    _ld: &Layout,
+    _dim: usize,
+    _i: &CpuStorage,
+    _li: &Layout,
+    _s: &CpuStorage,
+    _ls: &Layout,
+) -> Result<CpuStorage> {
     Err(Error::Unsupported { op: "scatter_add", msg: "not yet implemented".into() })
 }
 pub fn cat(_parts: &[(&CpuStorage, &Layout)], _dim: usize) -> Result<CpuStorage> {

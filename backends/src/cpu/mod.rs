@@ -6,8 +6,8 @@
 use rayon::prelude::*;
 
 use crate::{
-    rng, BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Element, Error, Kernels, Layout,
-    ReduceOp, Result, UnaryOp,
+    rng, BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Element, Error, Kernels, Layout, ReduceOp,
+    Result, UnaryOp,
 };
 
 mod binary;
@@ -240,7 +240,14 @@ impl Kernels for CpuBackend {
         conv::conv2d_grad_weight(x, lx, grad, lg, p, kernel_hw)
     }
 
-    fn index_select(&self, x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, li: &Layout) -> Result<CpuStorage> {
+    fn index_select(
+        &self,
+        x: &CpuStorage,
+        lx: &Layout,
+        dim: usize,
+        idx: &CpuStorage,
+        li: &Layout,
+    ) -> Result<CpuStorage> {
         index::index_select(x, lx, dim, idx, li)
     }
 

@@ -7,14 +7,16 @@ use crate::{CpuStorage, DType, Error, Layout, Result, UnaryOp};
 pub fn erf(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-        .exp();
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
     if x >= 0.0 {
         1.0 - r
     } else {
@@ -45,10 +47,26 @@ fn float_fn(op: UnaryOp) -> fn(f64, f64, f64) -> f64 {
         UnaryOp::Erf => |x, _, _| erf(x),
         UnaryOp::Sin => |x, _, _| x.sin(),
         UnaryOp::Cos => |x, _, _| x.cos(),
-        UnaryOp::Sign => |x, _, _| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { 0.0 },
+        UnaryOp::Sign => |x, _, _| {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        },
         UnaryOp::Step => |x, _, _| if x > 0.0 { 1.0 } else { 0.0 },
         UnaryOp::Powf(_) => |x, p, _| x.powf(p),
-        UnaryOp::Clamp(_, _) => |x, lo, hi| if x < lo { lo } else if x > hi { hi } else { x },
+        UnaryOp::Clamp(_, _) => |x, lo, hi| {
+            if x < lo {
+                lo
+            } else if x > hi {
+                hi
+            } else {
+                x
+            }
+        },
         UnaryOp::InRange(_, _) => |x, lo, hi| if x >= lo && x <= hi { 1.0 } else { 0.0 },
         UnaryOp::Affine(_, _) => |x, m, a| x * m + a,
     }
@@ -94,9 +112,7 @@ pub fn unary(op: UnaryOp, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
                 let (m, a) = (m as i64, a as i64);
                 map_strided(v, l, move |x: i64| x.wrapping_mul(m).wrapping_add(a))
             }
-            _ => {
-                return Err(Error::DType { op: "unary", expected: "a float dtype for this op", got: DType::I64 })
-            }
+            _ => return Err(Error::DType { op: "unary", expected: "a float dtype for this op", got: DType::I64 }),
         }),
     })
 }

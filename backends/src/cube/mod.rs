@@ -1,0 +1,1 @@
+//! The cubecl GPU backend (wgpu, cuda): filled by the GPU-backend work.
