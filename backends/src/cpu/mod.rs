@@ -14,6 +14,7 @@ mod binary;
 mod conv;
 mod index;
 mod matmul;
+mod num;
 mod reduce;
 mod unary;
 
