@@ -3,6 +3,7 @@
 //! their error paths and independence from the rayon thread count.
 mod common;
 
+use common::Rng;
 use common::*;
 use proptest::prelude::*;
 use stategrad_backends::{cpu::CpuBackend, CpuStorage, DType, Error, Kernels, Layout, ReduceOp};
