@@ -18,7 +18,8 @@ mod num;
 mod reduce;
 mod unary;
 
-pub use matmul::gemm;
+pub use matmul::{gemm, par_gemm, Mat, TASK_FLOPS};
+pub use num::{Float, Num};
 pub use unary::erf;
 
 /// Element count above which element-wise kernels split work across rayon's pool.

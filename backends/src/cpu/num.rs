@@ -2,11 +2,11 @@
 //! no kernel copies an f32 path into an f64 one.
 //!
 //! [`Num`] is what reductions need (bounds, a wide sum accumulator, NaN tests); [`Float`]
-//! adds what softmax, matmul and conv need (exp, ln, the GEMM call).
+//! adds what softmax, matmul and conv need (exp and the GEMM call). Both are sealed.
 use crate::HostElement;
 
 /// Arithmetic every storable element supports.
-pub(crate) trait Num: HostElement {
+pub trait Num: HostElement + sealed::Sealed {
     /// Sum accumulator: f64 for both floats (an f32 sum of 16M terms keeps ~1e-7 relative
     /// error instead of ~1e-3), i64 (wrapping) for integers.
     type Sum: Copy + Send + Sync + Default;
@@ -16,6 +16,8 @@ pub(crate) trait Num: HostElement {
     const HIGHEST: Self;
     /// Zero.
     const ZERO: Self;
+    /// One.
+    const ONE: Self;
     /// Widens to the accumulator.
     fn to_sum(self) -> Self::Sum;
     /// Narrows from the accumulator.
@@ -33,7 +35,7 @@ pub(crate) trait Num: HostElement {
 }
 
 /// Floating-point elements (f32, f64).
-pub(crate) trait Float: Num<Sum = f64> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
+pub trait Float: Num<Sum = f64> + std::ops::Sub<Output = Self> + std::ops::Mul<Output = Self> {
     /// `e^x`.
     fn exp(self) -> Self;
     /// `C = alpha * A B + beta * C` on raw pointers with element strides: matrixmultiply's
@@ -64,6 +66,7 @@ macro_rules! float_num {
             const LOWEST: Self = <$t>::NEG_INFINITY;
             const HIGHEST: Self = <$t>::INFINITY;
             const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
             #[inline(always)]
             fn to_sum(self) -> f64 {
                 self as f64
@@ -117,6 +120,7 @@ impl Num for i64 {
     const LOWEST: Self = i64::MIN;
     const HIGHEST: Self = i64::MAX;
     const ZERO: Self = 0;
+    const ONE: Self = 1;
     #[inline(always)]
     fn to_sum(self) -> i64 {
         self
@@ -133,4 +137,12 @@ impl Num for i64 {
     fn add(a: Self, b: Self) -> Self {
         a.wrapping_add(b)
     }
+}
+
+mod sealed {
+    /// Only f32, f64 and i64 implement the kernel traits.
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+    impl Sealed for i64 {}
 }

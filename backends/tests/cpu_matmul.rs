@@ -1,0 +1,113 @@
+//! Matmul and gemm of the CPU backend against a naive triple loop: 2-D and batched,
+//! transposed and narrowed operands, stride-0 broadcast batches, size-0/1 dims, f32/f64,
+//! sizes past the parallel split, and the error paths.
+mod common;
+
+use common::Rng;
+use common::*;
+use proptest::prelude::*;
+use stategrad_backends::cpu::{gemm, CpuBackend, Mat};
+use stategrad_backends::{CpuStorage, DType, Error, Kernels, Layout};
+
+/// A `[batch.., rows, cols]` operand as `view`: Transposed stores the matrix column-major,
+/// Narrowed leaves gaps between rows, Broadcast has a stride-0 leading batch dim.
+fn operand(rng: &mut Rng, batch: &[usize], rows: usize, cols: usize, view: View) -> (Vec<f64>, Layout) {
+    let mut shape = batch.to_vec();
+    shape.extend([rows, cols]);
+    let view = if batch.is_empty() && matches!(view, View::Broadcast) { View::Contiguous } else { view };
+    make_view(rng, &shape, view)
+}
+
+fn naive_matmul(a: &[f64], la: &Layout, b: &[f64], lb: &Layout) -> Vec<f64> {
+    let r = la.rank();
+    let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
+    let mut out = vec![];
+    for bi in indices(&la.shape()[..r - 2]) {
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0;
+                for p in 0..k {
+                    let ia: Vec<usize> = bi.iter().copied().chain([i, p]).collect();
+                    let ib: Vec<usize> = bi.iter().copied().chain([p, j]).collect();
+                    s += a[at(la, &ia)] * b[at(lb, &ib)];
+                }
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(seed: u64, batch: &[usize], m: usize, k: usize, n: usize, va: View, vb: View, f32: bool) {
+    let mut rng = Rng(seed);
+    let (a, la) = operand(&mut rng, batch, m, k, va);
+    let (b, lb) = operand(&mut rng, batch, k, n, vb);
+    let (sa, sb) = (storage(&a, f32), storage(&b, f32));
+    let got = CpuBackend.matmul(&sa, &la, &sb, &lb).unwrap();
+    let want = naive_matmul(&sa.to_f64_vec(), &la, &sb.to_f64_vec(), &lb);
+    let t = if f32 { 1e-5 * (k as f64).sqrt().max(1.0) } else { 1e-12 * (k as f64).max(1.0) };
+    assert_close(&got, &want, t, &format!("matmul {batch:?} {m}x{k}x{n} {va:?} {vb:?} f32={f32}"));
+}
+
+#[test]
+fn matmul_matches_naive_on_views() {
+    let dims = [(3, 4, 5), (1, 1, 1), (0, 3, 2), (2, 0, 3), (4, 3, 0), (7, 1, 6)];
+    for (seed, &(m, k, n)) in dims.iter().enumerate() {
+        for batch in [&[][..], &[2], &[2, 3]] {
+            for va in VIEWS {
+                for vb in VIEWS {
+                    check(seed as u64, batch, m, k, n, va, vb, seed % 2 == 0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn large_matmuls_split_across_tasks() {
+    // Past TASK_FLOPS: one matrix split by rows, and a batch split across tasks.
+    check(1, &[], 200, 150, 170, View::Transposed, View::Contiguous, true);
+    check(2, &[], 130, 90, 300, View::Contiguous, View::Transposed, false);
+    check(3, &[12], 40, 70, 50, View::Broadcast, View::Narrowed, true);
+    check(4, &[3], 150, 100, 120, View::Contiguous, View::Broadcast, true);
+}
+
+#[test]
+fn gemm_accumulates_and_checks_bounds() {
+    // c = a b + c, with a read transposed through its strides.
+    let a = [1.0f64, 2.0, 3.0, 4.0]; // stored [k=2, m=2]; a = [[1, 3], [2, 4]]
+    let b = [5.0f64, 6.0, 7.0, 8.0];
+    let mut c = [1.0f64; 4];
+    gemm(2, 2, 2, Mat::row_major(&a, 2).t(), Mat::row_major(&b, 2), &mut c, true).unwrap();
+    assert_eq!(c, [1.0 + 5.0 + 21.0, 1.0 + 6.0 + 24.0, 1.0 + 10.0 + 28.0, 1.0 + 12.0 + 32.0]);
+    let e = gemm(3, 2, 2, Mat::row_major(&a, 2), Mat::row_major(&b, 2), &mut c, false).unwrap_err();
+    assert!(matches!(e, Error::Shape { op: "gemm", .. }), "{e}");
+}
+
+#[test]
+fn matmul_errors_name_the_op() {
+    let l = Layout::contiguous(&[2, 2]);
+    let i = CpuStorage::I64(vec![1; 4]);
+    let e = CpuBackend.matmul(&i, &l, &i, &l).unwrap_err();
+    assert!(matches!(e, Error::DType { op: "matmul", got: DType::I64, .. }), "{e}");
+    assert!(e.to_string().starts_with("matmul:"), "{e}");
+    let f = CpuStorage::F32(vec![1.0; 4]);
+    let d = CpuStorage::F64(vec![1.0; 4]);
+    let e = CpuBackend.matmul(&f, &l, &d, &l).unwrap_err();
+    assert!(matches!(e, Error::DTypeMismatch { op: "matmul", lhs: DType::F32, rhs: DType::F64 }), "{e}");
+    let e = CpuBackend.matmul(&f, &l, &f, &Layout::contiguous(&[4, 1])).unwrap_err();
+    assert!(matches!(e, Error::Shape { op: "matmul", .. }), "{e}");
+    let e = CpuBackend.matmul(&f, &Layout::contiguous(&[4]), &f, &Layout::contiguous(&[4])).unwrap_err();
+    assert!(matches!(e, Error::Shape { op: "matmul", .. }), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    #[test]
+    fn matmul_on_random_shapes(seed in 0u64..1000, m in 0usize..9, k in 0usize..9, n in 0usize..9,
+                               nb in 0usize..3, va in 0usize..4, vb in 0usize..4, f32: bool) {
+        let batch: Vec<usize> = (0..nb).map(|i| (seed as usize + i) % 3 + 1).collect();
+        check(seed, &batch, m, k, n, VIEWS[va], VIEWS[vb], f32);
+    }
+}
