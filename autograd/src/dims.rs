@@ -1,0 +1,84 @@
+//! Dimension arguments: `usize`, or negative integers counting from the end, as in PyTorch.
+use crate::{Error, Result};
+
+/// One dimension index: `usize`, or `i32`/`i64`/`isize` where `-1` is the last dimension.
+pub trait Dim: Copy {
+    /// The dimension as `0..rank`, or [`Error::Dim`] naming `op`.
+    fn to_index(self, op: &'static str, rank: usize) -> Result<usize>;
+}
+
+impl Dim for usize {
+    fn to_index(self, op: &'static str, rank: usize) -> Result<usize> {
+        if self < rank {
+            Ok(self)
+        } else {
+            Err(Error::Dim { op, dim: self as i64, rank })
+        }
+    }
+}
+
+macro_rules! signed_dim {
+    ($($t:ty),*) => {$(
+        impl Dim for $t {
+            fn to_index(self, op: &'static str, rank: usize) -> Result<usize> {
+                let d = self as i64;
+                let i = if d < 0 { d + rank as i64 } else { d };
+                if (0..rank as i64).contains(&i) { Ok(i as usize) } else { Err(Error::Dim { op, dim: d, rank }) }
+            }
+        }
+    )*};
+}
+signed_dim!(i32, i64, isize);
+
+/// A set of dimensions: one [`Dim`], or an array, slice or vector of them.
+pub trait Dims {
+    /// Sorted, de-duplicated indexes in `0..rank`.
+    fn to_indexes(self, op: &'static str, rank: usize) -> Result<Vec<usize>>;
+}
+
+fn collect<D: Dim>(it: impl IntoIterator<Item = D>, op: &'static str, rank: usize) -> Result<Vec<usize>> {
+    let mut v = it.into_iter().map(|d| d.to_index(op, rank)).collect::<Result<Vec<_>>>()?;
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+impl<D: Dim> Dims for D {
+    fn to_indexes(self, op: &'static str, rank: usize) -> Result<Vec<usize>> {
+        Ok(vec![self.to_index(op, rank)?])
+    }
+}
+impl<D: Dim, const N: usize> Dims for [D; N] {
+    fn to_indexes(self, op: &'static str, rank: usize) -> Result<Vec<usize>> {
+        collect(self, op, rank)
+    }
+}
+impl<D: Dim, const N: usize> Dims for &[D; N] {
+    fn to_indexes(self, op: &'static str, rank: usize) -> Result<Vec<usize>> {
+        collect(self.iter().copied(), op, rank)
+    }
+}
+impl<D: Dim> Dims for &[D] {
+    fn to_indexes(self, op: &'static str, rank: usize) -> Result<Vec<usize>> {
+        collect(self.iter().copied(), op, rank)
+    }
+}
+impl<D: Dim> Dims for Vec<D> {
+    fn to_indexes(self, op: &'static str, rank: usize) -> Result<Vec<usize>> {
+        collect(self, op, rank)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_dims_count_from_the_end() {
+        assert_eq!((-1).to_index("t", 3).unwrap(), 2);
+        assert_eq!(0usize.to_index("t", 3).unwrap(), 0);
+        assert!(matches!(3usize.to_index("sum", 3), Err(Error::Dim { op: "sum", dim: 3, rank: 3 })));
+        assert!((-4).to_index("t", 3).is_err());
+        assert_eq!([-1, 0, 2].to_indexes("t", 3).unwrap(), vec![0, 2]);
+    }
+}

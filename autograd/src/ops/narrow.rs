@@ -1,0 +1,76 @@
+//! `narrow(dim, start, len)` (a view) and `select`; the gradient is padded with zeros.
+use crate::tape::{record, Backward};
+use crate::{Dim, Error, Result, Tensor};
+
+impl Tensor {
+    /// Elements `start..start + len` along `dim`, without copying.
+    pub fn narrow(&self, dim: impl Dim, start: usize, len: usize) -> Result<Tensor> {
+        let d = dim.to_index("narrow", self.rank())?;
+        let out = self.with_layout(self.layout().narrow(d, start, len)?);
+        Ok(record(&[self], out, |_| Narrow { dim: d, start, size: self.shape()[d] }))
+    }
+
+    /// Index `i` of `dim`, which is removed (a view).
+    pub fn select(&self, dim: impl Dim, i: usize) -> Result<Tensor> {
+        let d = dim.to_index("select", self.rank())?;
+        if i >= self.shape()[d] {
+            return Err(Error::Index { op: "select", index: i as i64, dim: d, size: self.shape()[d] });
+        }
+        self.narrow(d, i, 1)?.squeeze(d)
+    }
+
+    /// `n` views of (nearly) equal length along `dim` (the last one may be shorter).
+    pub fn chunk(&self, n: usize, dim: impl Dim) -> Result<Vec<Tensor>> {
+        let d = dim.to_index("chunk", self.rank())?;
+        let size = self.shape()[d];
+        let step = size.div_ceil(n.max(1)).max(1);
+        (0..size).step_by(step).map(|s| self.narrow(d, s, step.min(size - s))).collect()
+    }
+}
+
+struct Narrow {
+    dim: usize,
+    start: usize,
+    size: usize,
+}
+
+impl Backward for Narrow {
+    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let len = grad.shape()[self.dim];
+        let mut parts = Vec::with_capacity(3);
+        let pad = |n: usize| {
+            let mut shape = grad.shape().to_vec();
+            shape[self.dim] = n;
+            grad.full_on(&shape, 0.0)
+        };
+        if self.start > 0 {
+            parts.push(pad(self.start)?);
+        }
+        parts.push(grad.clone());
+        if self.start + len < self.size {
+            parts.push(pad(self.size - self.start - len)?);
+        }
+        Ok(vec![Some(Tensor::cat(&parts.iter().collect::<Vec<_>>(), self.dim)?)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::*;
+    #[test]
+    fn forward() {
+        let a = t64(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+        let n = a.narrow(1, 1, 2).unwrap();
+        assert!(n.same_storage(&a));
+        assert_close(&n, &[2.0, 3.0, 5.0, 6.0], 0.0);
+        assert_close(&a.select(0, 1).unwrap(), &[4.0, 5.0, 6.0], 0.0);
+        assert_eq!(a.chunk(2, 1).unwrap().iter().map(|c| c.shape()[1]).collect::<Vec<_>>(), vec![2, 1]);
+        assert!(a.narrow(1, 2, 2).is_err());
+        assert!(a.select(0, 2).is_err());
+    }
+    #[test]
+    fn gradient() {
+        check_view(|x| x.narrow(1, 1, 2));
+        check_view(|x| x.select(2, 1));
+    }
+}

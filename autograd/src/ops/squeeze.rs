@@ -1,0 +1,52 @@
+//! `squeeze(dim)` / `unsqueeze(dim)`: views adding or removing a size-1 dimension.
+use crate::tape::{record, Backward};
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// Removes dimension `dim`, which must have size 1 (negative counts from the end).
+    pub fn squeeze(&self, dim: impl crate::Dim) -> Result<Tensor> {
+        let d = dim.to_index("squeeze", self.rank())?;
+        let out = self.with_layout(self.layout().squeeze(d)?);
+        Ok(record(&[self], out, |_| Squeeze { input_shape: self.shape().to_vec() }))
+    }
+
+    /// Inserts a size-1 dimension at `dim` (`0..=rank`; negative counts from the end, -1
+    /// appends).
+    pub fn unsqueeze(&self, dim: i64) -> Result<Tensor> {
+        let rank = self.rank() as i64 + 1;
+        let d = if dim < 0 { dim + rank } else { dim };
+        if !(0..rank).contains(&d) {
+            return Err(Error::Dim { op: "unsqueeze", dim, rank: self.rank() });
+        }
+        let out = self.with_layout(self.layout().unsqueeze(d as usize)?);
+        Ok(record(&[self], out, |_| Squeeze { input_shape: self.shape().to_vec() }))
+    }
+}
+
+struct Squeeze {
+    input_shape: Vec<usize>,
+}
+
+impl Backward for Squeeze {
+    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(grad.reshape(&self.input_shape)?)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::*;
+    #[test]
+    fn forward() {
+        let a = t64(&[1.0, 2.0, 3.0], &[3]);
+        assert_eq!(a.unsqueeze(0).unwrap().shape(), &[1, 3]);
+        assert_eq!(a.unsqueeze(-1).unwrap().shape(), &[3, 1]);
+        assert_eq!(a.unsqueeze(1).unwrap().squeeze(1).unwrap().shape(), &[3]);
+        assert!(a.squeeze(0).is_err());
+        assert!(a.unsqueeze(3).is_err());
+    }
+    #[test]
+    fn gradient() {
+        check_view(|x| x.unsqueeze(1)?.transpose(0, 1)?.squeeze(0));
+    }
+}

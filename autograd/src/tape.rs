@@ -1,0 +1,359 @@
+//! The tape: nodes recorded by ops on tracked inputs, and the backward pass over them.
+//!
+//! A node is owned (through `Arc`) by the tensor it produced and by the nodes of later ops
+//! that consumed it, so a graph lives exactly as long as some tensor can still reach it.
+//! Nodes carry a global, increasing sequence number; backward pops pending nodes from a
+//! max-heap in reverse tape order, without recursion. Dropping a long chain is iterative
+//! too (see `Drop for Node`). Gradients of broadcast inputs are reduced to the input's shape
+//! here, once, never inside a rule.
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use smallvec::SmallVec;
+use stategrad_backends::{Dims, Error, Result};
+
+use crate::grad_mode::{is_anomaly_enabled, is_grad_enabled, GradModeGuard};
+use crate::tensor::Track;
+use crate::{Grads, Tensor, TensorId};
+
+/// A backward rule: given the gradient of the op's output, the gradients of its inputs
+/// (one entry per input, in order; `None` where there is none). Rules are written with
+/// `Tensor` ops, so under `create_graph` the backward pass is itself recorded.
+pub trait Backward: Send + Sync {
+    /// Input gradients from the output gradient, each of the output's (broadcast) shape or
+    /// of the input's shape; the tape reduces broadcast dimensions.
+    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>>;
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Number of recorded nodes currently alive in the process (a debug counter for tests:
+/// a forward pass whose outputs dropped leaves it where it was).
+pub fn live_nodes() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+pub(crate) enum Target {
+    Untracked,
+    Leaf(TensorId),
+    Node(Arc<Node>),
+}
+
+pub(crate) struct Edge {
+    target: Target,
+    shape: Dims,
+}
+
+/// One recorded op.
+pub(crate) struct Node {
+    seq: u64,
+    name: &'static str,
+    rule: Mutex<Option<Box<dyn Backward>>>,
+    edges: SmallVec<[Edge; 2]>,
+}
+
+impl Node {
+    pub(crate) fn name(&self) -> &'static str {
+        self.name.rsplit("::").next().unwrap_or(self.name)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        // Free saved tensors first (their nodes are also held by our edges, so this does not
+        // recurse), then unlink the chain iteratively: a 100,000-op graph must not overflow.
+        drop(self.rule.get_mut().ok().and_then(|r| r.take()));
+        let mut stack: Vec<Arc<Node>> = Vec::new();
+        let push_edges = |edges: &mut SmallVec<[Edge; 2]>, stack: &mut Vec<Arc<Node>>| {
+            for e in edges.drain(..) {
+                if let Target::Node(n) = e.target {
+                    stack.push(n);
+                }
+            }
+        };
+        push_edges(&mut self.edges, &mut stack);
+        while let Some(n) = stack.pop() {
+            if let Some(mut node) = Arc::into_inner(n) {
+                drop(node.rule.get_mut().ok().and_then(|r| r.take()));
+                push_edges(&mut node.edges, &mut stack);
+                // `node` drops here with no edges left: no recursion.
+            }
+        }
+    }
+}
+
+/// Records `out` as the result of an op on `inputs` when grad mode is on and an input is
+/// tracked; otherwise returns `out` as is (no node, and `make` is never called, so nothing
+/// is saved). `make` builds the backward rule, saving what it needs.
+pub(crate) fn record<B: Backward + 'static>(
+    inputs: &[&Tensor],
+    out: Tensor,
+    make: impl FnOnce(&Tensor) -> B,
+) -> Tensor {
+    if !is_grad_enabled() || !inputs.iter().any(|t| t.is_tracked()) {
+        return out;
+    }
+    let rule = make(&out);
+    record_rule(inputs, out, Box::new(rule), std::any::type_name::<B>())
+}
+
+pub(crate) fn record_rule(inputs: &[&Tensor], out: Tensor, rule: Box<dyn Backward>, name: &'static str) -> Tensor {
+    let edges = inputs
+        .iter()
+        .map(|t| Edge {
+            target: match &t.0.track {
+                Track::None => Target::Untracked,
+                Track::Leaf(id) => Target::Leaf(*id),
+                Track::Node(n) => Target::Node(n.clone()),
+            },
+            shape: SmallVec::from_slice(t.shape()),
+        })
+        .collect();
+    LIVE.fetch_add(1, Ordering::Relaxed);
+    let node = Node { seq: SEQ.fetch_add(1, Ordering::Relaxed), name, rule: Mutex::new(Some(rule)), edges };
+    out.with_track(Track::Node(Arc::new(node)))
+}
+
+/// Options of a backward pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackwardOptions {
+    /// Keep saved tensors so the graph can be backpropagated again.
+    pub retain_graph: bool,
+    /// Record the backward pass itself (for higher derivatives); implies `retain_graph`.
+    pub create_graph: bool,
+}
+
+struct Pending(Arc<Node>);
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.seq == other.0.seq
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        self.0.seq.cmp(&other.0.seq)
+    }
+}
+
+/// Sums `grad` down to `shape` (undoing NumPy broadcasting).
+pub(crate) fn unbroadcast(grad: Tensor, shape: &[usize]) -> Result<Tensor> {
+    if grad.shape() == shape {
+        return Ok(grad);
+    }
+    let lead = grad
+        .rank()
+        .checked_sub(shape.len())
+        .ok_or_else(|| Error::shape("backward", &[grad.shape(), shape], "gradient has lower rank than its input"))?;
+    let mut axes: Vec<usize> = (0..lead).collect();
+    for (i, &s) in shape.iter().enumerate() {
+        if s == 1 && grad.shape()[lead + i] != 1 {
+            axes.push(lead + i);
+        }
+    }
+    let summed = if axes.is_empty() { grad } else { grad.sum(axes, true)? };
+    summed.reshape(shape)
+}
+
+fn add_into(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        Some(prev) => prev.add(&g)?,
+        None => g,
+    });
+    Ok(())
+}
+
+fn check_finite(node: &Node, i: usize, g: &Tensor) -> Result<()> {
+    if !g.dtype().is_float() {
+        return Ok(());
+    }
+    if let Some(bad) = g.to_f64_vec()?.into_iter().find(|v| !v.is_finite()) {
+        return Err(Error::Anomaly { op: node.name(), what: format!("{bad} in the gradient of input {i}") });
+    }
+    Ok(())
+}
+
+/// The engine behind `backward`, `backward_with` and [`grad`]: propagates `roots` (each
+/// a tracked tensor and the gradient of its output), accumulating leaf gradients, and the
+/// gradients of the non-leaf tensors in `capture` (by node sequence number).
+pub(crate) fn run_backward(
+    roots: &[(&Tensor, Tensor)],
+    opts: BackwardOptions,
+    capture: &HashMap<u64, usize>,
+    captured: &mut [Option<Tensor>],
+) -> Result<Grads> {
+    let retain = opts.retain_graph || opts.create_graph;
+    let _mode = GradModeGuard::set(opts.create_graph);
+    let mut grads = Grads::default();
+    let mut pending: HashMap<u64, Option<Tensor>> = HashMap::new();
+    let mut heap = BinaryHeap::new();
+    for (root, g) in roots {
+        if root.shape() != g.shape() {
+            return Err(Error::shape("backward", &[root.shape(), g.shape()], "gradient shape differs from output"));
+        }
+        let g = if opts.create_graph { g.clone() } else { g.detach() };
+        match &root.0.track {
+            Track::None => {
+                return Err(Error::NotDifferentiable {
+                    op: "backward",
+                    msg: "the tensor is not tracked: it does not descend from a tensor that requires grad \
+                          (or was computed under no_grad, after detach, or through a non-differentiable op \
+                          such as argmax or a comparison)"
+                        .into(),
+                })
+            }
+            Track::Leaf(id) => grads.accumulate(*id, g)?,
+            Track::Node(n) => {
+                let slot = pending.entry(n.seq).or_insert(None);
+                if slot.is_none() {
+                    heap.push(Pending(n.clone()));
+                }
+                add_into(slot, g)?;
+            }
+        }
+    }
+    while let Some(Pending(node)) = heap.pop() {
+        let Some(Some(grad)) = pending.remove(&node.seq) else { continue };
+        if let Some(&k) = capture.get(&node.seq) {
+            add_into(&mut captured[k], grad.clone())?;
+        }
+        let input_grads = {
+            let mut rule = node.rule.lock().map_err(|_| Error::Autograd {
+                op: "backward",
+                msg: format!("the rule of {} panicked in an earlier backward", node.name()),
+            })?;
+            let r = rule.as_ref().ok_or_else(|| Error::Autograd {
+                op: "backward",
+                msg: format!(
+                    "the graph through {} was already freed by an earlier backward; pass retain_graph to \
+                     backpropagate twice",
+                    node.name()
+                ),
+            })?;
+            let out = r.backward(&grad)?;
+            if !retain {
+                rule.take();
+            }
+            out
+        };
+        if input_grads.len() != node.edges.len() {
+            return Err(Error::Autograd {
+                op: "backward",
+                msg: format!(
+                    "{} returned {} gradients for {} inputs",
+                    node.name(),
+                    input_grads.len(),
+                    node.edges.len()
+                ),
+            });
+        }
+        for (i, (edge, g)) in node.edges.iter().zip(input_grads).enumerate() {
+            let Some(g) = g else { continue };
+            if matches!(edge.target, Target::Untracked) {
+                continue;
+            }
+            let g = unbroadcast(g, &edge.shape)?;
+            if is_anomaly_enabled() {
+                check_finite(&node, i, &g)?;
+            }
+            match &edge.target {
+                Target::Untracked => {}
+                Target::Leaf(id) => grads.accumulate(*id, g)?,
+                Target::Node(n) => {
+                    let slot = pending.entry(n.seq).or_insert(None);
+                    if slot.is_none() {
+                        heap.push(Pending(n.clone()));
+                    }
+                    add_into(slot, g)?;
+                }
+            }
+        }
+    }
+    Ok(grads)
+}
+
+impl Tensor {
+    /// Backpropagates from this scalar (one-element) tensor; returns the gradient of every
+    /// tracked leaf it depends on. Frees the graph's saved tensors.
+    pub fn backward(&self) -> Result<Grads> {
+        if self.numel() != 1 {
+            return Err(Error::Autograd {
+                op: "backward",
+                msg: format!(
+                    "backward() needs a one-element output, this one has shape {:?}; use backward_with(grad)",
+                    self.shape()
+                ),
+            });
+        }
+        self.backward_opts(&self.ones_like()?, BackwardOptions::default())
+    }
+
+    /// Backpropagates `grad` (the gradient of this tensor, same shape).
+    pub fn backward_with(&self, grad: &Tensor) -> Result<Grads> {
+        self.backward_opts(grad, BackwardOptions::default())
+    }
+
+    /// Backpropagates `grad` with explicit [`BackwardOptions`].
+    pub fn backward_opts(&self, grad: &Tensor, opts: BackwardOptions) -> Result<Grads> {
+        run_backward(&[(self, grad.clone())], opts, &HashMap::new(), &mut [])
+    }
+}
+
+/// Gradients of `outputs` (weighted by `grad_outputs`, ones when `None`) with respect to
+/// `inputs`, which may be leaves or intermediate tensors; `None` for an input the outputs
+/// do not depend on. With `create_graph` the result is itself tracked (double backward).
+pub fn grad(
+    outputs: &[&Tensor],
+    grad_outputs: Option<&[&Tensor]>,
+    inputs: &[&Tensor],
+    create_graph: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    let mut roots = Vec::with_capacity(outputs.len());
+    for (i, out) in outputs.iter().enumerate() {
+        let g = match grad_outputs {
+            Some(gs) => (*gs.get(i).ok_or_else(|| Error::Autograd {
+                op: "grad",
+                msg: format!("{} outputs but {} grad_outputs", outputs.len(), gs.len()),
+            })?)
+            .clone(),
+            None => out.ones_like()?,
+        };
+        roots.push((*out, g));
+    }
+    let mut capture = HashMap::new();
+    for (k, t) in inputs.iter().enumerate() {
+        match &t.0.track {
+            Track::Node(n) => {
+                capture.insert(n.seq, k);
+            }
+            Track::Leaf(_) => {}
+            Track::None => {
+                return Err(Error::NotDifferentiable {
+                    op: "grad",
+                    msg: format!("input {k} is not tracked, so nothing can be differentiated with respect to it"),
+                })
+            }
+        }
+    }
+    let mut captured = vec![None; inputs.len()];
+    let opts = BackwardOptions { retain_graph: create_graph, create_graph };
+    let grads = run_backward(&roots, opts, &capture, &mut captured)?;
+    Ok(inputs
+        .iter()
+        .zip(captured)
+        .map(|(t, c)| match t.id() {
+            Some(id) => grads.get_id(id).cloned(),
+            None => c,
+        })
+        .collect())
+}
