@@ -9,13 +9,9 @@ use crate::{Dim, Dims, Result, Tensor};
 impl Tensor {
     fn extremum(&self, op: &'static str, kop: ReduceOp, dims: impl Dims, keepdim: bool) -> Result<Tensor> {
         let axes = dims.to_indexes(op, self.rank())?;
-        let out = self.reduce_kernel(kop, &axes, true)?;
-        let out = record(&[self], out, |out| Extremum { x: self.detach(), out: out.detach(), axes: axes.clone() });
-        if keepdim {
-            Ok(out)
-        } else {
-            out.reshape(&reduced_shape(self.shape(), &axes, false))
-        }
+        let kept = self.reduce_kernel(kop, &axes, true)?;
+        let out = if keepdim { kept.clone() } else { kept.reshape(&reduced_shape(self.shape(), &axes, false))? };
+        Ok(record(&[self], out, |_| Extremum { x: self.detach(), kept, axes }))
     }
 
     /// Maximum over `dims`. With ties the gradient is shared equally among the maxima.
@@ -47,16 +43,16 @@ impl Tensor {
 }
 
 struct Extremum {
-    x: Tensor,   // untracked: the mask of extrema is piecewise constant
-    out: Tensor, // untracked, keepdim shape
+    x: Tensor,    // untracked: the mask of extrema is piecewise constant
+    kept: Tensor, // the untracked output with the reduced dims kept as size 1
     axes: Vec<usize>,
 }
 
 impl Backward for Extremum {
     fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let mask = self.x.binary_kernel("max", BinaryOp::Eq, &self.out)?;
+        let mask = self.x.binary_kernel("max", BinaryOp::Eq, &self.kept)?;
         let count = mask.sum(self.axes.clone(), true)?;
-        Ok(vec![Some(grad.mul(&mask.div(&count)?)?)])
+        Ok(vec![Some(grad.reshape(self.kept.shape())?.mul(&mask.div(&count)?)?)])
     }
 }
 

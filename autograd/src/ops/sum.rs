@@ -33,13 +33,11 @@ impl Tensor {
     /// Sum over `dims` (negative dims count from the end); `keepdim` keeps them with size 1.
     pub fn sum(&self, dims: impl Dims, keepdim: bool) -> Result<Tensor> {
         let axes = dims.to_indexes("sum", self.rank())?;
-        let out = self.reduce_kernel(ReduceOp::Sum, &axes, true)?;
-        let out = record(&[self], out, |_| Sum { input_shape: self.shape().to_vec() });
-        if keepdim {
-            Ok(out)
-        } else {
-            out.reshape(&reduced_shape(self.shape(), &axes, false))
-        }
+        let out = self.reduce_kernel(ReduceOp::Sum, &axes, keepdim)?;
+        Ok(record(&[self], out, |_| Sum {
+            input_shape: self.shape().to_vec(),
+            kept_shape: reduced_shape(self.shape(), &axes, true),
+        }))
     }
 
     /// Sum of every element, as a 0-dimensional tensor.
@@ -50,11 +48,12 @@ impl Tensor {
 
 struct Sum {
     input_shape: Vec<usize>,
+    kept_shape: Vec<usize>, // the output's shape with the summed dims kept as size 1
 }
 
 impl Backward for Sum {
     fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(grad.expand(&self.input_shape)?)])
+        Ok(vec![Some(grad.reshape(&self.kept_shape)?.expand(&self.input_shape)?)])
     }
 }
 
