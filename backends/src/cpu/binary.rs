@@ -2,21 +2,24 @@
 use super::zip_strided;
 use crate::{BinaryOp, CpuStorage, Error, Layout, Result};
 
-fn float_op<T: num_like::Float>(op: BinaryOp) -> fn(T, T) -> T {
+/// `op(a, b)` for floats. Each arm passes its own closure, so `zip_strided` is
+/// monomorphised per op and the contiguous loops inline and vectorise (a `fn` pointer
+/// chosen at run time would cost an indirect call per element).
+fn float_binary<T: num_like::Float + Send + Sync + Default>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
     match op {
-        BinaryOp::Add => |a, b| a + b,
-        BinaryOp::Sub => |a, b| a - b,
-        BinaryOp::Mul => |a, b| a * b,
-        BinaryOp::Div => |a, b| a / b,
-        BinaryOp::Pow => |a: T, b| a.powf(b),
-        BinaryOp::Maximum => |a: T, b: T| if a.is_nan() || a > b { a } else { b },
-        BinaryOp::Minimum => |a: T, b: T| if a.is_nan() || a < b { a } else { b },
-        BinaryOp::Eq => |a, b| T::from_bool(a == b),
-        BinaryOp::Ne => |a, b| T::from_bool(a != b),
-        BinaryOp::Gt => |a, b| T::from_bool(a > b),
-        BinaryOp::Ge => |a, b| T::from_bool(a >= b),
-        BinaryOp::Lt => |a, b| T::from_bool(a < b),
-        BinaryOp::Le => |a, b| T::from_bool(a <= b),
+        BinaryOp::Add => zip_strided(a, la, b, lb, |a, b| a + b),
+        BinaryOp::Sub => zip_strided(a, la, b, lb, |a, b| a - b),
+        BinaryOp::Mul => zip_strided(a, la, b, lb, |a, b| a * b),
+        BinaryOp::Div => zip_strided(a, la, b, lb, |a, b| a / b),
+        BinaryOp::Pow => zip_strided(a, la, b, lb, |a: T, b| a.powf(b)),
+        BinaryOp::Maximum => zip_strided(a, la, b, lb, |a: T, b: T| if a.is_nan() || a > b { a } else { b }),
+        BinaryOp::Minimum => zip_strided(a, la, b, lb, |a: T, b: T| if a.is_nan() || a < b { a } else { b }),
+        BinaryOp::Eq => zip_strided(a, la, b, lb, |a, b| T::from_bool(a == b)),
+        BinaryOp::Ne => zip_strided(a, la, b, lb, |a, b| T::from_bool(a != b)),
+        BinaryOp::Gt => zip_strided(a, la, b, lb, |a, b| T::from_bool(a > b)),
+        BinaryOp::Ge => zip_strided(a, la, b, lb, |a, b| T::from_bool(a >= b)),
+        BinaryOp::Lt => zip_strided(a, la, b, lb, |a, b| T::from_bool(a < b)),
+        BinaryOp::Le => zip_strided(a, la, b, lb, |a, b| T::from_bool(a <= b)),
     }
 }
 
@@ -40,8 +43,8 @@ fn int_op(op: BinaryOp) -> Option<fn(i64, i64) -> i64> {
 /// `op(a, b)` over two views of one shape.
 pub fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
     Ok(match (a, b) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(zip_strided(a, la, b, lb, float_op::<f32>(op))),
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(zip_strided(a, la, b, lb, float_op::<f64>(op))),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(float_binary(op, a, la, b, lb)),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(float_binary(op, a, la, b, lb)),
         (CpuStorage::I64(a), CpuStorage::I64(b)) => match int_op(op) {
             Some(f) => CpuStorage::I64(zip_strided(a, la, b, lb, f)),
             None => {
