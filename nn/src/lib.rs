@@ -1,1 +1,60 @@
-//! placeholder
+//! stategrad's nn: the explicit state graph.
+//!
+//! Every tensor a model touches is one of five kinds (see the project's DESIGN.md):
+//! a [`Param`] (trained, saved, moved), a persistent [`Buffer`] (saved, moved, never
+//! trained), a non-persistent buffer (moved only), a plain `Tensor` field (none of these),
+//! or a no-grad tensor. A [`Module`] names its state once, in [`Module::visit`] (written by
+//! `#[derive(Module)]` or by hand, or built at run time with [`ModuleDict`]); listing,
+//! `state_dict`, loading, moving, train/eval and the [`StateGraph`] are all provided on
+//! top of that one walk.
+//!
+//! ```
+//! use stategrad_nn::{Buffer, Module, Param};
+//! use stategrad_autograd::{Tensor, DType, Device};
+//! #[derive(Module)]
+//! struct Model {
+//!     my_param: Param,
+//!     my_buffer: Buffer,
+//!     my_tensor: Tensor,
+//! }
+//! let cpu = Device::Cpu;
+//! let m = Model {
+//!     my_param: Param::new(Tensor::ones(&[2], DType::F32, cpu)?),
+//!     my_buffer: Buffer::new(Tensor::zeros(&[2], DType::F32, cpu)?),
+//!     my_tensor: Tensor::zeros(&[2], DType::F32, cpu)?,
+//! };
+//! m.to_dtype(DType::F64)?;
+//! assert_eq!(m.my_buffer.dtype(), DType::F64);   // moved
+//! assert_eq!(m.my_tensor.dtype(), DType::F32);   // not state: not moved
+//! # Ok::<(), stategrad_autograd::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+// The derive writes `::stategrad_nn::...` paths; this lets the crate's own layers use it.
+extern crate self as stategrad_nn;
+
+mod buffer;
+pub mod capsule;
+pub mod checkpoint;
+pub mod functional;
+pub mod layers;
+mod module;
+pub mod optim;
+mod param;
+mod registry;
+mod ser;
+mod state_dict;
+mod state_graph;
+mod sync;
+
+pub use buffer::Buffer;
+pub use checkpoint::{load_safetensors, save_safetensors};
+pub use layers::*;
+pub use module::{derive_support, Forward, Module, Training, Visitor};
+pub use param::Param;
+pub use registry::ModuleDict;
+pub use ser::{tensor_serde, SerData, SerTensor};
+pub use state_dict::{LoadReport, Mismatch, StateDict, UnmatchedKey};
+pub use state_graph::{StateGraph, StateNode};
+/// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields.
+pub use stategrad_derive::Module;

@@ -1,0 +1,269 @@
+//! Optimizers over `Module::parameters()`: [`Sgd`] (momentum, Nesterov, weight decay),
+//! [`Adam`] and [`AdamW`], with parameter groups (each with its own learning rate and
+//! weight decay) and a serde-serializable [`OptimizerState`] for resuming a run exactly.
+//!
+//! There is no `zero_grad`: `loss.backward()` returns fresh [`Grads`] each time, and
+//! `step(&grads)` reads them. A parameter that is frozen (`requires_grad(false)`) or has
+//! no gradient in `grads` is skipped entirely — weight decay included — and buffers are
+//! never given to an optimizer. Updates run under `no_grad` and go through `Param::set`.
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stategrad_autograd::{no_grad, Device, Error, Grads, Result, Tensor};
+
+use crate::ser::SerTensor;
+use crate::Param;
+
+mod adam;
+mod sgd;
+
+pub use adam::{Adam, AdamConfig, AdamW};
+pub use sgd::{Sgd, SgdConfig};
+
+/// An optimizer: updates its parameters from one backward pass's gradients.
+pub trait Optimizer {
+    /// One update from `grads` (frozen parameters and parameters without a gradient are skipped).
+    fn step(&mut self, grads: &Grads) -> Result<()>;
+    /// The groups (parameters, learning rate, weight decay).
+    fn param_groups(&self) -> &[ParamGroup];
+    /// Sets the learning rate of every group (schedules).
+    fn set_lr(&mut self, lr: f64);
+    /// Everything needed to resume: hyper-parameters per group and per-parameter state.
+    fn state_dict(&self) -> Result<OptimizerState>;
+    /// Restores [`Optimizer::state_dict`]'s output; the groups must hold parameters of the
+    /// same shapes, in the same order.
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
+}
+
+/// Parameters sharing a learning rate and weight decay. Built with [`ParamGroup::new`];
+/// unset values take the optimizer's defaults.
+#[derive(Clone, Debug)]
+pub struct ParamGroup {
+    /// The parameters, in order.
+    pub params: Vec<Param>,
+    /// Learning rate (`None` before the optimizer fills in its default).
+    pub lr: Option<f64>,
+    /// Weight decay (`None` before the optimizer fills in its default).
+    pub weight_decay: Option<f64>,
+}
+
+impl ParamGroup {
+    /// A group with the optimizer's default learning rate and weight decay.
+    pub fn new(params: Vec<Param>) -> Self {
+        ParamGroup { params, lr: None, weight_decay: None }
+    }
+
+    /// This group's learning rate.
+    pub fn lr(mut self, lr: f64) -> Self {
+        self.lr = Some(lr);
+        self
+    }
+
+    /// This group's weight decay.
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = Some(weight_decay);
+        self
+    }
+
+    /// The group's learning rate (resolved).
+    pub fn learning_rate(&self) -> f64 {
+        self.lr.unwrap_or(0.0)
+    }
+}
+
+/// An optimizer's state in serde form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
+    /// `sgd`, `adam` or `adamw`.
+    pub kind: String,
+    /// One entry per group, in order.
+    pub groups: Vec<GroupState>,
+}
+
+/// One group's hyper-parameters and per-parameter state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupState {
+    /// Learning rate.
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Per parameter, in the group's order.
+    pub params: Vec<ParamState>,
+}
+
+/// One parameter's optimizer state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParamState {
+    /// Steps taken for this parameter.
+    pub step: u64,
+    /// Named state tensors (`momentum_buffer`, `exp_avg`, `exp_avg_sq`).
+    pub tensors: BTreeMap<String, SerTensor>,
+}
+
+/// Per-parameter state while running.
+#[derive(Clone, Default)]
+pub(crate) struct Slots {
+    pub step: u64,
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+/// The machinery every optimizer shares: resolved groups, per-parameter slots, the step
+/// loop and (de)serialization. Each optimizer supplies only its update rule.
+pub(crate) struct Core {
+    kind: &'static str,
+    groups: Vec<ParamGroup>,
+    slots: Vec<Vec<Slots>>,
+}
+
+/// What an update rule sees for one parameter.
+pub(crate) struct Ctx<'a> {
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub slots: &'a mut Slots,
+}
+
+impl Core {
+    pub(crate) fn new(kind: &'static str, groups: Vec<ParamGroup>, lr: f64, weight_decay: f64) -> Result<Core> {
+        let groups: Vec<ParamGroup> = groups
+            .into_iter()
+            .map(|g| ParamGroup {
+                lr: Some(g.lr.unwrap_or(lr)),
+                weight_decay: Some(g.weight_decay.unwrap_or(weight_decay)),
+                ..g
+            })
+            .collect();
+        let all: Vec<&Param> = groups.iter().flat_map(|g| &g.params).collect();
+        for (i, p) in all.iter().enumerate() {
+            if all[..i].iter().any(|q| q.ptr_eq(p)) {
+                return Err(Error::State { op: kind, msg: format!("parameter {i} appears twice in the groups") });
+            }
+        }
+        let slots = groups.iter().map(|g| vec![Slots::default(); g.params.len()]).collect();
+        Ok(Core { kind, groups, slots })
+    }
+
+    /// Runs `rule(param data, grad, ctx) -> new data` for every trainable parameter with a gradient.
+    pub(crate) fn step(
+        &mut self,
+        grads: &Grads,
+        mut rule: impl FnMut(&Tensor, &Tensor, Ctx<'_>) -> Result<Tensor>,
+    ) -> Result<()> {
+        let _guard = no_grad();
+        for (group, slots) in self.groups.iter().zip(&mut self.slots) {
+            let (lr, weight_decay) = (group.learning_rate(), group.weight_decay.unwrap_or(0.0));
+            for (param, slots) in group.params.iter().zip(slots.iter_mut()) {
+                if !param.needs_grad() {
+                    continue;
+                }
+                let Some(grad) = param.grad(grads) else { continue };
+                slots.step += 1;
+                let new = rule(&param.data(), &grad.detach(), Ctx { lr, weight_decay, slots })?;
+                param.set(new)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn groups(&self) -> &[ParamGroup] {
+        &self.groups
+    }
+
+    pub(crate) fn set_lr(&mut self, lr: f64) {
+        self.groups.iter_mut().for_each(|g| g.lr = Some(lr));
+    }
+
+    pub(crate) fn state_dict(&self) -> Result<OptimizerState> {
+        let groups = self
+            .groups
+            .iter()
+            .zip(&self.slots)
+            .map(|(g, slots)| {
+                let params = slots
+                    .iter()
+                    .map(|s| {
+                        let tensors = s
+                            .tensors
+                            .iter()
+                            .map(|(k, t)| Ok((k.clone(), SerTensor::from_tensor(t)?)))
+                            .collect::<Result<_>>()?;
+                        Ok(ParamState { step: s.step, tensors })
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(GroupState { lr: g.learning_rate(), weight_decay: g.weight_decay.unwrap_or(0.0), params })
+            })
+            .collect::<Result<_>>()?;
+        Ok(OptimizerState { kind: self.kind.to_string(), groups })
+    }
+
+    /// Validates everything, then replaces hyper-parameters and slots.
+    pub(crate) fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        let err = |msg: String| Error::State { op: "Optimizer::load_state_dict", msg };
+        if state.kind != self.kind {
+            return Err(err(format!("state of a {} optimizer, this is {}", state.kind, self.kind)));
+        }
+        if state.groups.len() != self.groups.len() {
+            return Err(err(format!("{} groups in the state, {} here", state.groups.len(), self.groups.len())));
+        }
+        let mut slots = Vec::new();
+        for (gi, (g, gs)) in self.groups.iter().zip(&state.groups).enumerate() {
+            if gs.params.len() != g.params.len() {
+                return Err(err(format!(
+                    "group {gi}: {} parameters in the state, {} here",
+                    gs.params.len(),
+                    g.params.len()
+                )));
+            }
+            let mut group_slots = Vec::new();
+            for (pi, (p, ps)) in g.params.iter().zip(&gs.params).enumerate() {
+                let device: Device = p.device();
+                let mut tensors = BTreeMap::new();
+                for (k, st) in &ps.tensors {
+                    let t = st.to_tensor(device)?;
+                    if t.shape() != p.shape().as_slice() || t.dtype() != p.dtype() {
+                        return Err(err(format!(
+                            "group {gi} parameter {pi}: {k} is {:?} {}, the parameter {:?} {}",
+                            t.shape(),
+                            t.dtype(),
+                            p.shape(),
+                            p.dtype()
+                        )));
+                    }
+                    tensors.insert(k.clone(), t);
+                }
+                group_slots.push(Slots { step: ps.step, tensors });
+            }
+            slots.push(group_slots);
+        }
+        for (g, gs) in self.groups.iter_mut().zip(&state.groups) {
+            g.lr = Some(gs.lr);
+            g.weight_decay = Some(gs.weight_decay);
+        }
+        self.slots = slots;
+        Ok(())
+    }
+}
+
+/// Implements [`Optimizer`] for a type with a `core: Core` field and an `update` rule.
+macro_rules! optimizer_via_core {
+    ($ty:ty) => {
+        impl $crate::optim::Optimizer for $ty {
+            fn step(&mut self, grads: &stategrad_autograd::Grads) -> stategrad_autograd::Result<()> {
+                let cfg = self.cfg.clone();
+                self.core.step(grads, |p, g, ctx| Self::update(&cfg, p, g, ctx))
+            }
+            fn param_groups(&self) -> &[$crate::optim::ParamGroup] {
+                self.core.groups()
+            }
+            fn set_lr(&mut self, lr: f64) {
+                self.core.set_lr(lr)
+            }
+            fn state_dict(&self) -> stategrad_autograd::Result<$crate::optim::OptimizerState> {
+                self.core.state_dict()
+            }
+            fn load_state_dict(&mut self, state: &$crate::optim::OptimizerState) -> stategrad_autograd::Result<()> {
+                self.core.load_state_dict(state)
+            }
+        }
+    };
+}
+pub(crate) use optimizer_via_core;

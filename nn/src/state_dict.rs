@@ -1,0 +1,282 @@
+//! `StateDict` (ordered name -> tensor), loading one into a module (`LoadReport`, strict
+//! and non-strict), and "did you mean" suggestions for unknown keys.
+use std::collections::HashMap;
+use std::fmt;
+
+use stategrad_autograd::{DType, Error, Result, Tensor};
+
+use crate::state_graph::{StateGraph, StateNode};
+
+/// Tensors by dotted name, in insertion order (a module's `state_dict`, a checkpoint).
+#[derive(Clone, Default, Debug)]
+pub struct StateDict {
+    entries: Vec<(String, Tensor)>,
+    index: HashMap<String, usize>,
+}
+
+impl StateDict {
+    /// An empty state dict.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts `t` under `name`; an existing name keeps its position and gets the new tensor.
+    pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
+        let name = name.into();
+        match self.index.get(&name) {
+            Some(&i) => self.entries[i].1 = t,
+            None => {
+                self.index.insert(name.clone(), self.entries.len());
+                self.entries.push((name, t));
+            }
+        }
+    }
+
+    /// The tensor under `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.index.get(name).map(|&i| &self.entries[i].1)
+    }
+
+    /// True when `name` is present.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Removes and returns the tensor under `name` (later entries keep their order).
+    pub fn remove(&mut self, name: &str) -> Option<Tensor> {
+        let i = self.index.remove(name)?;
+        let (_, t) = self.entries.remove(i);
+        for (_, j) in self.index.iter_mut() {
+            if *j > i {
+                *j -= 1;
+            }
+        }
+        Some(t)
+    }
+
+    /// The names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// `(name, tensor)` pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.entries.iter().map(|(k, t)| (k.as_str(), t))
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl FromIterator<(String, Tensor)> for StateDict {
+    fn from_iter<I: IntoIterator<Item = (String, Tensor)>>(iter: I) -> Self {
+        let mut sd = StateDict::new();
+        iter.into_iter().for_each(|(k, t)| sd.insert(k, t));
+        sd
+    }
+}
+
+/// A key whose tensor does not fit the module's: expected and found shape and dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mismatch {
+    /// The dotted name.
+    pub key: String,
+    /// The module's shape.
+    pub expected_shape: Vec<usize>,
+    /// The state dict's shape.
+    pub found_shape: Vec<usize>,
+    /// The module's dtype.
+    pub expected_dtype: DType,
+    /// The state dict's dtype.
+    pub found_dtype: DType,
+}
+
+/// A key present on one side only, with the closest key of the other side (by edit
+/// distance), if one is close.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnmatchedKey {
+    /// The dotted name.
+    pub key: String,
+    /// "Did you mean ...?"
+    pub suggestion: Option<String>,
+}
+
+/// What a `load_state_dict` did and found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadReport {
+    /// Keys loaded, in the module's order.
+    pub loaded: Vec<String>,
+    /// Module keys absent from the state dict.
+    pub missing: Vec<UnmatchedKey>,
+    /// State dict keys the module does not have.
+    pub unexpected: Vec<UnmatchedKey>,
+    /// Keys whose shape differs (not loaded).
+    pub shape_mismatches: Vec<Mismatch>,
+    /// Keys whose dtype differs, same shape (not loaded).
+    pub dtype_mismatches: Vec<Mismatch>,
+}
+
+impl LoadReport {
+    /// True when every key matched and loaded.
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty()
+            && self.unexpected.is_empty()
+            && self.shape_mismatches.is_empty()
+            && self.dtype_mismatches.is_empty()
+    }
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = |f: &mut fmt::Formatter<'_>, what: &str, list: &[UnmatchedKey]| -> fmt::Result {
+            if list.is_empty() {
+                return Ok(());
+            }
+            write!(f, "\n  {what} ({}):", list.len())?;
+            for k in list {
+                write!(f, " {:?}", k.key)?;
+                if let Some(s) = &k.suggestion {
+                    write!(f, " (did you mean {s:?}?)")?;
+                }
+                write!(f, ";")?;
+            }
+            Ok(())
+        };
+        let mismatches = |f: &mut fmt::Formatter<'_>, what: &str, list: &[Mismatch]| -> fmt::Result {
+            if list.is_empty() {
+                return Ok(());
+            }
+            write!(f, "\n  {what} ({}):", list.len())?;
+            for m in list {
+                write!(
+                    f,
+                    " {:?}: module has {:?} {}, state dict has {:?} {};",
+                    m.key, m.expected_shape, m.expected_dtype, m.found_shape, m.found_dtype
+                )?;
+            }
+            Ok(())
+        };
+        write!(f, "{} keys loaded", self.loaded.len())?;
+        keys(f, "missing keys", &self.missing)?;
+        keys(f, "unexpected keys", &self.unexpected)?;
+        mismatches(f, "shape mismatches", &self.shape_mismatches)?;
+        mismatches(f, "dtype mismatches", &self.dtype_mismatches)
+    }
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let up = row[j + 1];
+            row[j + 1] = (up + 1).min(row[j] + 1).min(diag + usize::from(ca != cb));
+            diag = up;
+        }
+    }
+    row[b.len()]
+}
+
+/// The candidate closest to `key`, if within a third of its length (at least 2 edits).
+fn suggest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+    let limit = (key.chars().count() / 3).max(2);
+    candidates
+        .map(|c| (edit_distance(key, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c.to_string())
+}
+
+/// Loads `sd` into the graph's parameters and persistent buffers: validates every key
+/// first, then assigns (all or, when strict and anything is wrong, nothing).
+pub(crate) fn load_into(graph: &StateGraph, sd: &StateDict, strict: bool) -> Result<LoadReport> {
+    let mut report = LoadReport::default();
+    let mut staged = Vec::new();
+    let saved: Vec<_> = graph.saved().collect();
+    // A tied handle may be found under any of its names; its first name is preferred.
+    let mut aliases: HashMap<_, Vec<&str>> = HashMap::new();
+    for (name, idx) in graph.names() {
+        aliases.entry(*idx).or_default().push(name.as_str());
+    }
+    let known: HashMap<&str, ()> =
+        saved.iter().flat_map(|(idx, _)| aliases.get(idx).into_iter().flatten().map(|n| (*n, ()))).collect();
+    for (idx, node) in &saved {
+        let names = aliases.get(idx).map(Vec::as_slice).unwrap_or(&[]);
+        let Some((key, t)) = names.iter().find_map(|n| sd.get(n).map(|t| (*n, t))) else {
+            report.missing.push(UnmatchedKey { key: node.path().to_string(), suggestion: None });
+            continue;
+        };
+        let current = match node {
+            StateNode::Param { param, .. } => param.data(),
+            StateNode::Buffer { buffer, .. } => buffer.tensor(),
+            StateNode::Module { .. } => continue,
+        };
+        let mismatch = || Mismatch {
+            key: key.to_string(),
+            expected_shape: current.shape().to_vec(),
+            found_shape: t.shape().to_vec(),
+            expected_dtype: current.dtype(),
+            found_dtype: t.dtype(),
+        };
+        if t.shape() != current.shape() {
+            report.shape_mismatches.push(mismatch());
+        } else if t.dtype() != current.dtype() {
+            report.dtype_mismatches.push(mismatch());
+        } else {
+            staged.push((*node, t.to_device(current.device())?));
+            report.loaded.push(node.path().to_string());
+        }
+    }
+    for k in sd.keys().filter(|k| !known.contains_key(k)) {
+        let suggestion = suggest(k, report.missing.iter().map(|m| m.key.as_str()).chain(known.keys().copied()));
+        report.unexpected.push(UnmatchedKey { key: k.to_string(), suggestion });
+    }
+    let unexpected: Vec<String> = report.unexpected.iter().map(|u| u.key.clone()).collect();
+    for m in &mut report.missing {
+        m.suggestion = suggest(&m.key, unexpected.iter().map(String::as_str));
+    }
+    if strict && !report.is_clean() {
+        return Err(Error::State {
+            op: "load_state_dict",
+            msg: format!("strict load failed, nothing loaded: {report}"),
+        });
+    }
+    for (node, t) in staged {
+        match node {
+            StateNode::Param { param, .. } => param.put(t),
+            StateNode::Buffer { buffer, .. } => buffer.put(t),
+            StateNode::Module { .. } => {}
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("fc.weight", "fc.weight"), 0);
+        assert_eq!(edit_distance("fc.wieght", "fc.weight"), 2);
+        assert_eq!(edit_distance("fc1.bias", "fc.bias"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn suggestions_pick_the_closest_key_or_none() {
+        let keys = ["conv1.weight", "conv1.bias", "fc.weight"];
+        assert_eq!(suggest("conv1.wieght", keys.iter().copied()).as_deref(), Some("conv1.weight"));
+        assert_eq!(suggest("decoder.layers.7.gamma", keys.iter().copied()), None);
+    }
+}
