@@ -1,7 +1,20 @@
-//! Layers, one per file, with PyTorch's names and default initialisation.
+//! Layers, one per file, with PyTorch's names and default initialisation (f32 on the CPU;
+//! move a model with `Module::to_device` / `to_dtype`).
+mod batch_norm;
+mod containers;
 mod conv2d;
+mod dropout;
+mod embedding;
 pub mod init;
+mod layer_norm;
 mod linear;
+mod positional;
 
+pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d, FrozenBatchNorm2d};
+pub use containers::{Flatten, Gelu, Layer, ModuleList, Relu, Sequential};
 pub use conv2d::Conv2d;
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+pub use positional::SinusoidalPositionalEncoding;
