@@ -2,8 +2,17 @@
 //!
 //! Re-exports the member crates: [`backends`] (devices, dtypes, kernels), [`autograd`]
 //! (the tracked `Tensor`, the tape, gradcheck) and [`nn`] (parameters, buffers, modules).
+//! `use stategrad::prelude::*;` brings the everyday names.
 #![warn(missing_docs)]
 
 pub use stategrad_autograd as autograd;
 pub use stategrad_backends as backends;
 pub use stategrad_nn as nn;
+
+/// The everyday names: tensors, devices, dtypes, errors, grad mode.
+pub mod prelude {
+    pub use stategrad_autograd::{
+        enable_grad, gradcheck, manual_seed, no_grad, with_no_grad, Conv2dParams, DType, Device, Error, Grads, Result,
+        Tensor,
+    };
+}

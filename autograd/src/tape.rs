@@ -115,7 +115,16 @@ pub(crate) fn record_rule(inputs: &[&Tensor], out: Tensor, rule: Box<dyn Backwar
         .collect();
     LIVE.fetch_add(1, Ordering::Relaxed);
     let node = Node { seq: SEQ.fetch_add(1, Ordering::Relaxed), name, rule: Mutex::new(Some(rule)), edges };
-    out.with_track(Track::Node(Arc::new(node)))
+    let track = Track::Node(Arc::new(node));
+    let mut out = out;
+    match Arc::get_mut(&mut out.0) {
+        // the usual case: `out` was just made by the op, so mark it in place (no allocation)
+        Some(inner) => {
+            inner.track = track;
+            out
+        }
+        None => out.with_track(track),
+    }
 }
 
 /// Options of a backward pass.
