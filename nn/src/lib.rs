@@ -52,6 +52,8 @@ pub use checkpoint::{load_safetensors, save_safetensors};
 pub use layers::*;
 pub use module::{derive_support, Forward, Module, Training, Visitor};
 pub use param::Param;
+/// petgraph, whose graph type [`StateGraph::graph`] returns.
+pub use petgraph;
 pub use registry::ModuleDict;
 pub use ser::{tensor_serde, SerData, SerTensor};
 pub use state_dict::{LoadReport, Mismatch, StateDict, UnmatchedKey};
