@@ -1,0 +1,288 @@
+//! The training loop of the CapsNet example, shared with `tests/capsnet.rs` and
+//! `benches/capsnet.rs`: one Adam step, an epoch over seeded shuffled (and shifted) batches,
+//! evaluation, and checkpoints holding model, optimizer and loop state in one safetensors
+//! file (written atomically).
+//!
+//! Reproducibility: the batches of epoch `e` depend only on `(seed, e)` (see
+//! [`crate::data::epoch_seed`]) and the learning rate only on `e`, so resuming from the
+//! checkpoint written after epoch `e` continues exactly as the uninterrupted run would.
+// Shared with tests/capsnet.rs and benches/capsnet.rs, which each use a part of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use stategrad::autograd::{no_grad, DType, Device, Error, Result, Tensor};
+use stategrad::nn::capsule::CapsNet;
+use stategrad::nn::optim::{Adam, AdamConfig, Optimizer, OptimizerState, ParamState};
+use stategrad::nn::{load_safetensors, save_safetensors, Module, SerTensor, StateDict};
+
+use crate::data::{epoch_seed, mix, permutation, Batch, Mnist};
+
+/// Hyper-parameters of the loop (the model's own sizes live in its config).
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    /// Images per step.
+    pub batch_size: usize,
+    /// Adam's learning rate at epoch 0.
+    pub lr: f64,
+    /// Learning-rate factor per epoch (`lr * decay^epoch`).
+    pub lr_decay: f64,
+    /// Largest random shift, in pixels (0: no augmentation).
+    pub shift: usize,
+    /// Seed of the shuffles and shifts.
+    pub seed: u64,
+    /// Where the batches go.
+    pub device: Device,
+}
+
+/// One finished epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochRecord {
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Test accuracy in `[0, 1]` (NaN when not evaluated).
+    pub test_acc: f64,
+    /// Training wall time, seconds.
+    pub seconds: f64,
+}
+
+/// Wall time per phase of a training step (filled only when profiling).
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// Assembling batches.
+    pub data: Duration,
+    /// Forward pass and losses.
+    pub forward: Duration,
+    /// Backward pass.
+    pub backward: Duration,
+    /// Optimizer update.
+    pub optimizer: Duration,
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let all = (self.data + self.forward + self.backward + self.optimizer).as_secs_f64().max(1e-12);
+        let part = |d: Duration| format!("{:.1}s ({:.0}%)", d.as_secs_f64(), 100.0 * d.as_secs_f64() / all);
+        write!(
+            f,
+            "data {}, forward {}, backward {}, optimizer {}",
+            part(self.data),
+            part(self.forward),
+            part(self.backward),
+            part(self.optimizer)
+        )
+    }
+}
+
+/// Model, optimizer and loop state.
+pub struct Trainer {
+    /// The model being trained.
+    pub model: CapsNet,
+    /// Adam over the model's parameters.
+    pub opt: Adam,
+    /// Loop hyper-parameters.
+    pub cfg: TrainConfig,
+    /// Finished epochs (the next epoch to run is `history.len()`).
+    pub history: Vec<EpochRecord>,
+    /// Time per phase, when `profiling`.
+    pub profile: Profile,
+    /// Whether to time the phases.
+    pub profiling: bool,
+}
+
+/// Adds the time `f` takes to `slot` (when `on`).
+fn timed<T>(on: bool, slot: &mut Duration, f: impl FnOnce() -> T) -> T {
+    if !on {
+        return f();
+    }
+    let t = Instant::now();
+    let out = f();
+    *slot += t.elapsed();
+    out
+}
+
+impl Trainer {
+    /// A trainer starting at epoch 0.
+    pub fn new(model: CapsNet, cfg: TrainConfig) -> Result<Trainer> {
+        let opt = Adam::new(model.parameters(), AdamConfig::new(cfg.lr))?;
+        Ok(Trainer { model, opt, cfg, history: Vec::new(), profile: Profile::default(), profiling: false })
+    }
+
+    /// The next epoch to run (0-based).
+    pub fn epoch(&self) -> usize {
+        self.history.len()
+    }
+
+    /// The learning rate of `epoch`.
+    pub fn lr_at(&self, epoch: usize) -> f64 {
+        self.cfg.lr * self.cfg.lr_decay.powi(epoch as i32)
+    }
+
+    /// One Adam step on `batch`; returns the loss.
+    pub fn step(&mut self, batch: &Batch) -> Result<f64> {
+        let on = self.profiling;
+        let (losses, _) = timed(on, &mut self.profile.forward, || self.model.losses(&batch.x, &batch.y))?;
+        let grads = timed(on, &mut self.profile.backward, || losses.total.backward())?;
+        timed(on, &mut self.profile.optimizer, || self.opt.step(&grads))?;
+        losses.total.item()
+    }
+
+    /// The batches of `epoch`: `(indices, shift seed)` in order (the last may be short).
+    pub fn batches(&self, n: usize, epoch: usize) -> Vec<(Vec<usize>, u64)> {
+        let seed = epoch_seed(self.cfg.seed, epoch);
+        permutation(n, seed)
+            .chunks(self.cfg.batch_size.max(1))
+            .enumerate()
+            .map(|(k, idx)| (idx.to_vec(), mix(seed, k as u64 + (1 << 40))))
+            .collect()
+    }
+
+    /// Runs the next epoch over `train` (at most `max_steps` steps), calling `on_step(images,
+    /// loss)` after each step; returns the mean loss. Does not evaluate or record.
+    pub fn train_epoch(
+        &mut self,
+        train: &Mnist,
+        max_steps: Option<usize>,
+        mut on_step: impl FnMut(usize, f64),
+    ) -> Result<f64> {
+        let epoch = self.epoch();
+        self.opt.set_lr(self.lr_at(epoch));
+        let (mut sum, mut count) = (0.0, 0usize);
+        let batches = self.batches(train.len(), epoch);
+        let steps = max_steps.unwrap_or(batches.len()).min(batches.len());
+        for (idx, shift_seed) in &batches[..steps] {
+            let shift = (self.cfg.shift > 0).then_some((self.cfg.shift, *shift_seed));
+            let on = self.profiling;
+            let batch = timed(on, &mut self.profile.data, || train.batch(idx, shift, self.cfg.device))?;
+            let loss = self.step(&batch)?;
+            if !loss.is_finite() {
+                return Err(Error::Autograd { op: "train", msg: format!("loss became {loss} at epoch {epoch}") });
+            }
+            sum += loss * idx.len() as f64;
+            count += idx.len();
+            on_step(idx.len(), loss);
+        }
+        Ok(sum / count.max(1) as f64)
+    }
+
+    /// Writes model, optimizer and history to `path` (one safetensors file, atomically).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut sd = StateDict::new();
+        for (k, t) in self.model.state_dict().iter() {
+            sd.insert(format!("model.{k}"), t.clone());
+        }
+        let opt = self.opt.state_dict()?;
+        for (g, group) in opt.groups.iter().enumerate() {
+            sd.insert(format!("optim.{g}.hyper"), host_f64(&[group.lr, group.weight_decay])?);
+            for (p, state) in group.params.iter().enumerate() {
+                sd.insert(format!("optim.{g}.{p}.step"), Tensor::from_vec(vec![state.step as i64], &[1], Device::Cpu)?);
+                for (name, t) in &state.tensors {
+                    sd.insert(format!("optim.{g}.{p}.{name}"), t.to_tensor(Device::Cpu)?);
+                }
+            }
+        }
+        let rows: Vec<f64> = self.history.iter().flat_map(|r| [r.train_loss, r.test_acc, r.seconds]).collect();
+        sd.insert("train.history", Tensor::from_vec(rows, &[self.history.len(), 3], Device::Cpu)?);
+        sd.insert("train.seed", Tensor::from_vec(vec![self.cfg.seed as i64], &[1], Device::Cpu)?);
+        save_safetensors(&sd, path)
+    }
+
+    /// Restores what [`Trainer::save`] wrote (the model must have the same sizes). The seed
+    /// is taken from the checkpoint so that the resumed epochs see the same batches.
+    pub fn restore(&mut self, path: &Path) -> Result<()> {
+        let sd = load_safetensors(path)?;
+        let bad = |msg: String| Error::Format { path: path.display().to_string(), msg };
+        load_model(&self.model, &sd, path)?;
+        let mut state = self.opt.state_dict()?;
+        for (g, group) in state.groups.iter_mut().enumerate() {
+            let hyper = sd.get(&format!("optim.{g}.hyper")).ok_or_else(|| bad(format!("no optim.{g}.hyper")))?;
+            let hyper = hyper.to_f64_vec()?;
+            (group.lr, group.weight_decay) = (hyper[0], hyper[1]);
+            for (p, slot) in group.params.iter_mut().enumerate() {
+                let prefix = format!("optim.{g}.{p}.");
+                *slot = ParamState::default();
+                for (k, t) in sd.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+                    match &k[prefix.len()..] {
+                        "step" => slot.step = t.item()? as u64,
+                        name => {
+                            slot.tensors.insert(name.to_string(), SerTensor::from_tensor(t)?);
+                        }
+                    }
+                }
+            }
+        }
+        self.opt.load_state_dict(&OptimizerState { kind: state.kind, groups: state.groups })?;
+        let hist = sd.get("train.history").ok_or_else(|| bad("no train.history (not a training checkpoint)".into()))?;
+        let rows = hist.to_f64_vec()?;
+        self.history =
+            rows.chunks(3).map(|r| EpochRecord { train_loss: r[0], test_acc: r[1], seconds: r[2] }).collect();
+        if let Some(seed) = sd.get("train.seed") {
+            self.cfg.seed = seed.item()? as u64;
+        }
+        Ok(())
+    }
+}
+
+fn host_f64(v: &[f64]) -> Result<Tensor> {
+    Tensor::from_vec(v.to_vec(), &[v.len()], Device::Cpu)
+}
+
+/// Loads the model part of a checkpoint (keys `model.*`), or a plain model state dict,
+/// strictly: a missing, unexpected or mis-shaped key is an error naming it.
+pub fn load_model(model: &CapsNet, sd: &StateDict, path: &Path) -> Result<()> {
+    let prefixed = sd.keys().any(|k| k.starts_with("model."));
+    let mut own = StateDict::new();
+    for (k, t) in sd.iter() {
+        match k.strip_prefix("model.") {
+            Some(name) => own.insert(name, t.clone()),
+            None if !prefixed => own.insert(k, t.clone()),
+            None => {}
+        }
+    }
+    let report = model.load_state_dict(&own, true).map_err(|e| Error::Format {
+        path: path.display().to_string(),
+        msg: format!("does not fit this model: {e}"),
+    })?;
+    if !report.is_clean() {
+        return Err(Error::Format {
+            path: path.display().to_string(),
+            msg: format!("does not fit this model: {report:?}"),
+        });
+    }
+    Ok(())
+}
+
+/// Loads a model checkpoint file into `model`.
+pub fn load_model_file(model: &CapsNet, path: &Path) -> Result<()> {
+    load_model(model, &load_safetensors(path)?, path)
+}
+
+/// Accuracy on `data` (and the predictions), in batches of `batch_size`, under `no_grad`.
+pub fn evaluate(model: &CapsNet, data: &Mnist, batch_size: usize, device: Device) -> Result<(f64, Vec<usize>)> {
+    let _guard = no_grad();
+    let mut preds = Vec::with_capacity(data.len());
+    let all: Vec<usize> = (0..data.len()).collect();
+    for idx in all.chunks(batch_size.max(1)) {
+        preds.extend(model.predict(&data.batch(idx, None, device)?.x)?);
+    }
+    let correct = preds.iter().zip(&data.labels).filter(|(p, l)| **p == **l as usize).count();
+    Ok((correct as f64 / data.len().max(1) as f64, preds))
+}
+
+/// Images `idx` of `data` and the model's reconstructions of them (from the capsule of the
+/// predicted class), each `28 * 28` floats in `[0, 1]`.
+pub fn reconstructions(
+    model: &CapsNet,
+    data: &Mnist,
+    idx: &[usize],
+    device: Device,
+) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+    let _guard = no_grad();
+    let batch = data.batch(idx, None, device)?;
+    let out = model.forward_full(&batch.x, None)?;
+    let px = data.rows * data.cols;
+    let x = batch.x.to_dtype(DType::F32)?.to_vec::<f32>()?;
+    let r = out.recon.to_vec::<f32>()?;
+    Ok(x.chunks(px).zip(r.chunks(px)).map(|(a, b)| (a.to_vec(), b.to_vec())).collect())
+}
