@@ -58,5 +58,5 @@ pub fn apply_custom<O: CustomOp>(op: O, inputs: &[&Tensor]) -> Result<Tensor> {
     }
     let name = op.name();
     let rule = Custom { op: Arc::new(op), inputs: inputs.iter().map(|t| (*t).clone()).collect(), out: out.detach() };
-    Ok(record_rule(inputs, out, Box::new(rule), name))
+    Ok(record_rule(inputs, out, rule, name))
 }

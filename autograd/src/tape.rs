@@ -39,7 +39,7 @@ pub fn live_nodes() -> usize {
 pub(crate) enum Target {
     Untracked,
     Leaf(TensorId),
-    Node(Arc<Node>),
+    Node(NodeRef),
 }
 
 pub(crate) struct Edge {
@@ -47,28 +47,60 @@ pub(crate) struct Edge {
     shape: Dims,
 }
 
-/// One recorded op.
-pub(crate) struct Node {
-    seq: u64,
-    name: &'static str,
-    rule: Mutex<Option<Box<dyn Backward>>>,
-    edges: SmallVec<[Edge; 2]>,
+/// The type-erased slot holding a node's rule (and its saved tensors) until backward
+/// takes it. Implemented by `Mutex<Option<B>>` for every rule `B`.
+pub(crate) trait RuleSlot: Send + Sync {
+    /// Runs the rule; unless `retain`, frees it (and the tensors it saved) afterwards.
+    /// `None` when an earlier backward already freed it.
+    fn run(&self, grad: &Tensor, retain: bool) -> Option<Result<Vec<Option<Tensor>>>>;
+    /// Frees the rule now.
+    fn clear(&mut self);
 }
 
-impl Node {
+impl<B: Backward> RuleSlot for Mutex<Option<B>> {
+    fn run(&self, grad: &Tensor, retain: bool) -> Option<Result<Vec<Option<Tensor>>>> {
+        // a poisoned lock means a rule panicked earlier: report it as freed
+        let mut slot = self.lock().ok()?;
+        let out = slot.as_ref()?.backward(grad);
+        if !retain {
+            slot.take();
+        }
+        Some(out)
+    }
+
+    fn clear(&mut self) {
+        if let Ok(slot) = self.get_mut() {
+            slot.take();
+        }
+    }
+}
+
+/// One recorded op. The rule is stored inline (the struct's last, unsized field), so a
+/// recorded op costs one allocation for the node.
+pub(crate) struct Node<R: ?Sized + RuleSlot = dyn RuleSlot> {
+    seq: u64,
+    name: &'static str,
+    edges: SmallVec<[Edge; 2]>,
+    rule: R,
+}
+
+/// A shared handle to a recorded node.
+pub(crate) type NodeRef = Arc<Node>;
+
+impl<R: ?Sized + RuleSlot> Node<R> {
     pub(crate) fn name(&self) -> &'static str {
         self.name.rsplit("::").next().unwrap_or(self.name)
     }
 }
 
-impl Drop for Node {
+impl<R: ?Sized + RuleSlot> Drop for Node<R> {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
         // Free saved tensors first (their nodes are also held by our edges, so this does not
         // recurse), then unlink the chain iteratively: a 100,000-op graph must not overflow.
-        drop(self.rule.get_mut().ok().and_then(|r| r.take()));
-        let mut stack: Vec<Arc<Node>> = Vec::new();
-        let push_edges = |edges: &mut SmallVec<[Edge; 2]>, stack: &mut Vec<Arc<Node>>| {
+        self.rule.clear();
+        let mut stack: Vec<NodeRef> = Vec::new();
+        let push_edges = |edges: &mut SmallVec<[Edge; 2]>, stack: &mut Vec<NodeRef>| {
             for e in edges.drain(..) {
                 if let Target::Node(n) = e.target {
                     stack.push(n);
@@ -76,11 +108,11 @@ impl Drop for Node {
             }
         };
         push_edges(&mut self.edges, &mut stack);
-        while let Some(n) = stack.pop() {
-            if let Some(mut node) = Arc::into_inner(n) {
-                drop(node.rule.get_mut().ok().and_then(|r| r.take()));
+        while let Some(mut n) = stack.pop() {
+            if let Some(node) = Arc::get_mut(&mut n) {
+                // we hold the last reference: empty it here, so its own drop does not recurse
+                node.rule.clear();
                 push_edges(&mut node.edges, &mut stack);
-                // `node` drops here with no edges left: no recursion.
             }
         }
     }
@@ -98,10 +130,16 @@ pub(crate) fn record<B: Backward + 'static>(
         return out;
     }
     let rule = make(&out);
-    record_rule(inputs, out, Box::new(rule), std::any::type_name::<B>())
+    record_rule(inputs, out, rule, std::any::type_name::<B>())
 }
 
-pub(crate) fn record_rule(inputs: &[&Tensor], out: Tensor, rule: Box<dyn Backward>, name: &'static str) -> Tensor {
+/// Records `rule` for `out` unconditionally (the caller checked that recording applies).
+pub(crate) fn record_rule<B: Backward + 'static>(
+    inputs: &[&Tensor],
+    out: Tensor,
+    rule: B,
+    name: &'static str,
+) -> Tensor {
     let edges = inputs
         .iter()
         .map(|t| Edge {
@@ -114,8 +152,9 @@ pub(crate) fn record_rule(inputs: &[&Tensor], out: Tensor, rule: Box<dyn Backwar
         })
         .collect();
     LIVE.fetch_add(1, Ordering::Relaxed);
-    let node = Node { seq: SEQ.fetch_add(1, Ordering::Relaxed), name, rule: Mutex::new(Some(rule)), edges };
-    let track = Track::Node(Arc::new(node));
+    let node: NodeRef =
+        Arc::new(Node { seq: SEQ.fetch_add(1, Ordering::Relaxed), name, edges, rule: Mutex::new(Some(rule)) });
+    let track = Track::Node(node);
     let mut out = out;
     match Arc::get_mut(&mut out.0) {
         // the usual case: `out` was just made by the op, so mark it in place (no allocation)
@@ -136,7 +175,7 @@ pub struct BackwardOptions {
     pub create_graph: bool,
 }
 
-struct Pending(Arc<Node>);
+struct Pending(NodeRef);
 
 impl PartialEq for Pending {
     fn eq(&self, other: &Self) -> bool {
@@ -236,25 +275,14 @@ pub(crate) fn run_backward(
         if let Some(&k) = capture.get(&node.seq) {
             add_into(&mut captured[k], grad.clone())?;
         }
-        let input_grads = {
-            let mut rule = node.rule.lock().map_err(|_| Error::Autograd {
-                op: "backward",
-                msg: format!("the rule of {} panicked in an earlier backward", node.name()),
-            })?;
-            let r = rule.as_ref().ok_or_else(|| Error::Autograd {
-                op: "backward",
-                msg: format!(
-                    "the graph through {} was already freed by an earlier backward; pass retain_graph to \
-                     backpropagate twice",
-                    node.name()
-                ),
-            })?;
-            let out = r.backward(&grad)?;
-            if !retain {
-                rule.take();
-            }
-            out
-        };
+        let input_grads = node.rule.run(&grad, retain).ok_or_else(|| Error::Autograd {
+            op: "backward",
+            msg: format!(
+                "the graph through {} was already freed by an earlier backward; pass retain_graph to \
+                 backpropagate twice",
+                node.name()
+            ),
+        })??;
         if input_grads.len() != node.edges.len() {
             return Err(Error::Autograd {
                 op: "backward",

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use stategrad_backends::{CpuStorage, DType, Device, Distribution, Error, HostElement, Layout, Result, Storage};
 
-use crate::tape::Node;
+use crate::tape::NodeRef;
 
 /// Identifies a tracked leaf; gradients in [`crate::Grads`] are keyed by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,7 +30,7 @@ pub(crate) enum Track {
     /// A leaf that requires grad.
     Leaf(TensorId),
     /// The output of a recorded op.
-    Node(Arc<Node>),
+    Node(NodeRef),
 }
 
 pub(crate) struct Inner {

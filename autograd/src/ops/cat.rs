@@ -30,7 +30,7 @@ impl Tensor {
             return Ok(out);
         }
         let sizes = tensors.iter().map(|t| t.shape()[d]).collect();
-        Ok(record_rule(tensors, out, Box::new(Cat { dim: d, sizes }), "Cat"))
+        Ok(record_rule(tensors, out, Cat { dim: d, sizes }, "Cat"))
     }
 
     /// Stacks tensors of one shape along a new dimension `dim`.
