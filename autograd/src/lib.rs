@@ -23,6 +23,7 @@ mod grad_mode;
 mod gradcheck;
 mod grads;
 pub mod ops;
+mod serde;
 mod tape;
 mod tensor;
 #[doc(hidden)]
@@ -35,6 +36,7 @@ pub use grad_mode::{
 };
 pub use gradcheck::{gradcheck, gradcheck_with, gradgradcheck, gradgradcheck_with, GradcheckOptions, GradcheckReport};
 pub use grads::Grads;
+pub use serde::{SerData, SerTensor};
 pub use stategrad_backends::{
     BinaryOp, Conv2dParams, CpuStorage, DType, Device, Element, Error, HostElement, Layout, ReduceOp, Result, Storage,
     UnaryOp,

@@ -55,8 +55,8 @@ pub use param::Param;
 /// petgraph, whose graph type [`StateGraph::graph`] returns.
 pub use petgraph;
 pub use registry::ModuleDict;
-pub use ser::{tensor_serde, SerData, SerTensor};
 pub use state_dict::{LoadReport, Mismatch, StateDict, UnmatchedKey};
 pub use state_graph::{StateGraph, StateNode};
+pub use stategrad_autograd::{SerData, SerTensor};
 /// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields.
 pub use stategrad_derive::Module;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use stategrad_autograd::{no_grad, Device, Error, Grads, Result, Tensor};
 
-use crate::ser::SerTensor;
 use crate::Param;
+use stategrad_autograd::SerTensor;
 
 mod adam;
 mod sgd;
