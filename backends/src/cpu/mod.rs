@@ -43,13 +43,8 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Copy + Send + Sync + Default
         if n < PAR_THRESHOLD {
             return x.iter().map(|&v| f(v)).collect();
         }
-        let mut out = vec![U::default(); n];
-        out.par_chunks_mut(PAR_CHUNK).zip(x.par_chunks(PAR_CHUNK)).for_each(|(o, x)| {
-            for (o, &v) in o.iter_mut().zip(x) {
-                *o = f(v);
-            }
-        });
-        return out;
+        // An indexed collect writes straight into the new vector (no zero-fill first pass).
+        return x.par_iter().with_min_len(PAR_CHUNK).map(|&v| f(v)).collect();
     }
     if n < PAR_THRESHOLD {
         return l.strided_index().map(|i| f(x[i])).collect();
@@ -78,15 +73,7 @@ pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Copy 
         if n < PAR_THRESHOLD {
             return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
         }
-        let mut out = vec![U::default(); n];
-        out.par_chunks_mut(PAR_CHUNK).zip(a.par_chunks(PAR_CHUNK).zip(b.par_chunks(PAR_CHUNK))).for_each(
-            |(o, (a, b))| {
-                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                    *o = f(x, y);
-                }
-            },
-        );
-        return out;
+        return a.par_iter().zip(b).with_min_len(PAR_CHUNK).map(|(&x, &y)| f(x, y)).collect();
     }
     if n < PAR_THRESHOLD {
         return la.strided_index().zip(lb.strided_index()).map(|(i, j)| f(a[i], b[j])).collect();
