@@ -39,7 +39,11 @@ pub trait Float: Num<Sum = f64> + std::ops::Sub<Output = Self> + std::ops::Mul<O
     /// `e^x`.
     fn exp(self) -> Self;
     /// `C = alpha * A B + beta * C` on raw pointers with element strides: matrixmultiply's
-    /// sgemm or dgemm (single-threaded). See [`super::gemm`] for the safety contract.
+    /// sgemm or dgemm (single-threaded). Call it through [`super::gemm`], which checks it.
+    ///
+    /// # Safety
+    /// Every element `(i, l)` of A (`i < m`, `l < k`), `(l, j)` of B and `(i, j)` of C at the
+    /// given strides must lie inside live allocations; C must not alias A or B.
     #[allow(clippy::too_many_arguments)]
     unsafe fn raw_gemm(
         m: usize,
