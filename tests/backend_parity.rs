@@ -1,0 +1,531 @@
+//! Backend conformance: every kernel of the `Kernels` trait, run on the CPU and on every GPU
+//! device found, with the GPU's results compared to the CPU's within stated tolerances.
+//!
+//! Each case is a function of a [`Device`] returning named host outputs; [`check`] runs it
+//! on the CPU (the reference) and on each GPU. Inputs use sizes that are not multiples of
+//! the work-group size (256), non-contiguous views (transposed, narrowed, permuted) and
+//! broadcasting (stride 0).
+//!
+//! GPU discovery: without the `wgpu`/`cuda` features, or without an adapter, the GPU part
+//! prints `GPU tests skipped: <reason>`; with `STATEGRAD_REQUIRE_GPU=1` it fails instead.
+//! Tolerances: f32 `1e-5` relative (+`1e-5` absolute; sums and matmuls scale with the
+//! reduced length), f64 `1e-12` for exact kernels, `1e-9` for transcendental ones.
+use stategrad::backends::{
+    uniform_at, BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Error, Layout, ReduceOp, Result,
+    Storage, UnaryOp,
+};
+
+/// One named output of a case, with its tolerance (`|gpu - cpu| <= tol * (1 + |cpu|)`).
+struct Out {
+    name: String,
+    data: CpuStorage,
+    tol: f64,
+}
+
+fn out(name: impl Into<String>, s: &Storage, l: &Layout, tol: f64) -> Result<Out> {
+    Ok(Out { name: name.into(), data: s.to_host(&Layout::contiguous(l.shape())).or_else(|_| s.to_host(l))?, tol })
+}
+
+/// Output `s` (contiguous, of shape `shape`) copied back.
+fn res(name: impl Into<String>, s: Storage, shape: &[usize], tol: f64) -> Result<Out> {
+    let l = Layout::contiguous(shape);
+    Ok(Out { name: name.into(), data: s.to_host(&l)?, tol })
+}
+
+/// The GPU devices to test, or why there are none (printed once per test).
+fn gpu_devices() -> Vec<Device> {
+    #[cfg(any(feature = "wgpu", feature = "cuda"))]
+    let (devices, reason) = {
+        let d = stategrad::backends::cube::devices();
+        let reason = if d.is_empty() {
+            // Ask for device 0 of each compiled runtime to get the reason it is missing.
+            let mut why = Vec::new();
+            #[cfg(feature = "wgpu")]
+            why.push(stategrad::backends::cube::backend(Device::Wgpu(0)).err().map(|e| e.to_string()));
+            #[cfg(feature = "cuda")]
+            why.push(stategrad::backends::cube::backend(Device::Cuda(0)).err().map(|e| e.to_string()));
+            why.into_iter().flatten().collect::<Vec<_>>().join("; ")
+        } else {
+            String::new()
+        };
+        (d, reason)
+    };
+    #[cfg(not(any(feature = "wgpu", feature = "cuda")))]
+    let (devices, reason) = (Vec::new(), "built without the `wgpu` and `cuda` features".to_string());
+    if devices.is_empty() {
+        if std::env::var("STATEGRAD_REQUIRE_GPU").as_deref() == Ok("1") {
+            panic!("STATEGRAD_REQUIRE_GPU=1 but no GPU device is usable: {reason}");
+        }
+        eprintln!("GPU tests skipped: {reason}");
+    }
+    devices
+}
+
+fn supports(device: Device, dtype: DType) -> bool {
+    match Storage::fill(device, 1, dtype, 1.0).and_then(|s| s.to_host(&Layout::contiguous(&[1]))) {
+        Ok(_) => true,
+        Err(Error::Unsupported { .. }) => false,
+        Err(e) => panic!("{device}: fill {dtype}: {e}"),
+    }
+}
+
+/// Runs `case` on the CPU and every GPU, comparing outputs. A case that the CPU does not
+/// support yet (`Unsupported`) is still run on the GPU, which must then succeed.
+fn check(case: &str, f: impl Fn(Device) -> Result<Vec<Out>>) {
+    let cpu = f(Device::Cpu);
+    if let Err(e) = &cpu {
+        if !matches!(e, Error::Unsupported { .. }) {
+            panic!("{case} on cpu: {e}");
+        }
+        eprintln!("{case}: no CPU reference ({e}); GPU results only checked to exist");
+    }
+    for device in gpu_devices() {
+        let gpu = f(device).unwrap_or_else(|e| panic!("{case} on {device}: {e}"));
+        let Ok(cpu) = &cpu else { continue };
+        assert_eq!(cpu.len(), gpu.len(), "{case}: output count");
+        for (c, g) in cpu.iter().zip(&gpu) {
+            compare(&format!("{case}/{} on {device}", c.name), &c.data, &g.data, c.tol);
+        }
+    }
+}
+
+fn compare(what: &str, cpu: &CpuStorage, gpu: &CpuStorage, tol: f64) {
+    assert_eq!(cpu.dtype(), gpu.dtype(), "{what}: dtype");
+    assert_eq!(cpu.len(), gpu.len(), "{what}: length");
+    let (c, g) = (cpu.to_f64_vec(), gpu.to_f64_vec());
+    let mut worst = (0.0f64, 0usize);
+    for (i, (&a, &b)) in c.iter().zip(&g).enumerate() {
+        let same = a == b || (a.is_nan() && b.is_nan());
+        let err = if same { 0.0 } else { (a - b).abs() / (1.0 + a.abs()) };
+        let err = if err.is_nan() { f64::INFINITY } else { err };
+        if err > worst.0 {
+            worst = (err, i);
+        }
+    }
+    let (err, i) = worst;
+    assert!(err <= tol, "{what}: element {i}: cpu {} gpu {} (error {err:e} > {tol:e})", c[i], g[i]);
+}
+
+/// Deterministic values in `[lo, hi)` of `shape`, uploaded to `device`.
+fn input(device: Device, dtype: DType, shape: &[usize], seed: u64, lo: f64, hi: f64) -> Result<(Storage, Layout)> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|i| lo + (hi - lo) * uniform_at(seed, i as u64)).collect();
+    let data = match dtype {
+        DType::F32 => CpuStorage::F32(v.iter().map(|&x| x as f32).collect()),
+        DType::F64 => CpuStorage::F64(v),
+        DType::I64 => CpuStorage::I64(v.iter().map(|&x| x.floor() as i64).collect()),
+    };
+    Ok((Storage::from_host(data, device)?, Layout::contiguous(shape)))
+}
+
+fn floats(device: Device) -> Vec<DType> {
+    [DType::F32, DType::F64].into_iter().filter(|&d| supports(device, d)).collect()
+}
+
+/// f32: 1e-5; f64: `f64_tol`.
+fn tol(dtype: DType, f64_tol: f64) -> f64 {
+    if dtype == DType::F32 {
+        1e-5
+    } else {
+        f64_tol
+    }
+}
+
+#[test]
+fn missing_devices_are_errors() {
+    for device in [Device::Wgpu(7), Device::Cuda(0), Device::Cuda(3)] {
+        #[cfg(feature = "cuda")]
+        if device == Device::Cuda(0) && gpu_devices().contains(&device) {
+            continue;
+        }
+        match Storage::from_host(CpuStorage::F32(vec![1.0]), device) {
+            Err(Error::DeviceUnavailable { device: d, reason }) => {
+                assert_eq!(d, device);
+                assert!(!reason.is_empty());
+            }
+            other => panic!("{device}: expected DeviceUnavailable, got {other:?}"),
+        }
+        assert!(matches!(Storage::fill(device, 3, DType::F32, 0.0), Err(Error::DeviceUnavailable { .. })));
+    }
+}
+
+#[test]
+fn mixing_devices_is_an_error_naming_both() {
+    for device in gpu_devices() {
+        let (a, l) = input(Device::Cpu, DType::F32, &[3], 1, -1.0, 1.0).unwrap();
+        let (b, _) = input(device, DType::F32, &[3], 2, -1.0, 1.0).unwrap();
+        let err = a.binary(BinaryOp::Add, &l, &b, &l).unwrap_err();
+        assert!(matches!(err, Error::Device { a: Device::Cpu, b, .. } if b == device), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("cpu") && msg.contains(&device.to_string()), "{msg}");
+        assert!(matches!(b.matmul(&l.unsqueeze(0).unwrap(), &a, &l.unsqueeze(1).unwrap()), Err(Error::Device { .. })));
+    }
+}
+
+#[test]
+fn host_round_trip_and_to_device() {
+    check("round_trip", |d| {
+        let mut outs = Vec::new();
+        for dtype in [DType::F32, DType::F64, DType::I64] {
+            if !supports(d, dtype) {
+                continue;
+            }
+            let (x, l) = input(d, dtype, &[3, 517], 3, -50.0, 50.0)?;
+            outs.push(out(format!("{dtype}"), &x, &l, 0.0)?);
+            // to_device and back, through a transposed view
+            let t = l.transpose(0, 1)?;
+            let moved = x.to_device(&t, Device::Cpu)?.to_device(&Layout::contiguous(t.shape()), d)?;
+            outs.push(res(format!("{dtype} moved"), moved, t.shape(), 0.0)?);
+            // empty tensors
+            let e = Storage::from_host(CpuStorage::from_vec(Vec::<f32>::new()), d)?;
+            outs.push(out("empty", &e, &Layout::contiguous(&[0, 4]), 0.0)?);
+        }
+        Ok(outs)
+    });
+}
+
+#[test]
+fn fill_and_rand() {
+    check("fill_rand", |d| {
+        let mut outs = Vec::new();
+        for dtype in [DType::F32, DType::F64, DType::I64] {
+            if supports(d, dtype) {
+                outs.push(res(format!("fill {dtype}"), Storage::fill(d, 1000, dtype, -2.75)?, &[1000], 0.0)?);
+            }
+        }
+        for dtype in floats(d) {
+            let u = Storage::rand(d, 4099, dtype, Distribution::Uniform { lo: -2.0, hi: 3.0 }, 42)?;
+            outs.push(res(format!("uniform {dtype}"), u, &[4099], tol(dtype, 1e-15))?);
+            let z = Storage::rand(d, 3001, dtype, Distribution::Normal { mean: 1.0, std: 2.0 }, 7)?;
+            // The GPU's ln/cos are the device's own (f32 precision on some devices).
+            outs.push(res(format!("normal {dtype}"), z, &[3001], 1e-5)?);
+        }
+        Ok(outs)
+    });
+}
+
+#[test]
+fn copy_strided_views() {
+    check("copy_strided", |d| {
+        let mut outs = Vec::new();
+        for dtype in [DType::F32, DType::F64, DType::I64] {
+            if !supports(d, dtype) {
+                continue;
+            }
+            let (x, l) = input(d, dtype, &[5, 7, 37], 4, -9.0, 9.0)?;
+            let views = [
+                ("transposed", l.transpose(0, 2)?),
+                ("permuted", l.permute(&[1, 2, 0])?),
+                ("narrowed", l.narrow(2, 3, 30)?.narrow(0, 1, 3)?),
+                ("broadcast", l.narrow(1, 2, 1)?.broadcast_as(&[4, 5, 3, 37])?),
+                ("scalar", l.narrow(0, 2, 1)?.narrow(1, 3, 1)?.narrow(2, 5, 1)?.squeeze(0)?.squeeze(0)?.squeeze(0)?),
+            ];
+            for (name, v) in views {
+                outs.push(res(format!("{name} {dtype}"), x.copy_strided(&v)?, v.shape(), 0.0)?);
+            }
+        }
+        Ok(outs)
+    });
+}
+
+#[test]
+fn casts() {
+    check("cast", |d| {
+        let mut outs = Vec::new();
+        let dtypes: Vec<_> = [DType::F32, DType::F64, DType::I64].into_iter().filter(|&t| supports(d, t)).collect();
+        for &from in &dtypes {
+            let (x, l) = input(d, from, &[9, 33], 5, -100.0, 100.0)?;
+            let t = l.transpose(0, 1)?;
+            for &to in &dtypes {
+                outs.push(res(format!("{from}->{to}"), x.cast(&t, to)?, t.shape(), 0.0)?);
+            }
+        }
+        Ok(outs)
+    });
+}
+
+const UNARY: [UnaryOp; 21] = [
+    UnaryOp::Neg,
+    UnaryOp::Abs,
+    UnaryOp::Exp,
+    UnaryOp::Log,
+    UnaryOp::Sqrt,
+    UnaryOp::Rsqrt,
+    UnaryOp::Recip,
+    UnaryOp::Tanh,
+    UnaryOp::Sigmoid,
+    UnaryOp::Relu,
+    UnaryOp::Gelu,
+    UnaryOp::GeluGrad,
+    UnaryOp::Erf,
+    UnaryOp::Sin,
+    UnaryOp::Cos,
+    UnaryOp::Sign,
+    UnaryOp::Step,
+    UnaryOp::Powf(2.5),
+    UnaryOp::Clamp(-0.5, 0.75),
+    UnaryOp::InRange(-0.5, 0.75),
+    UnaryOp::Affine(3.0, -1.5),
+];
+
+#[test]
+fn unary_ops() {
+    check("unary", |d| {
+        let mut outs = Vec::new();
+        for dtype in floats(d) {
+            // [-3, 3) for most ops, [0.1, 4) for log, sqrt, rsqrt, powf; 1000 = 3*256 + 232.
+            let (x, l) = input(d, dtype, &[40, 25], 6, -3.0, 3.0)?;
+            let (p, lp) = input(d, dtype, &[40, 25], 7, 0.1, 4.0)?;
+            let (t, tp) = (l.transpose(0, 1)?, lp.transpose(0, 1)?);
+            for op in UNARY {
+                let positive = matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Powf(_));
+                let (s, v) = if positive { (&p, &tp) } else { (&x, &t) };
+                // f64 transcendental functions of the device: 1e-9; erf/gelu: the same formula.
+                outs.push(res(format!("{op:?} {dtype}"), s.unary(op, v)?, v.shape(), tol(dtype, 1e-9))?);
+            }
+        }
+        if supports(d, DType::I64) {
+            let (x, l) = input(d, DType::I64, &[300], 8, -50.0, 50.0)?;
+            for op in [UnaryOp::Neg, UnaryOp::Abs, UnaryOp::Sign, UnaryOp::Affine(3.0, -2.0)] {
+                outs.push(res(format!("{op:?} i64"), x.unary(op, &l)?, &[300], 0.0)?);
+            }
+            assert!(x.unary(UnaryOp::Exp, &l).is_err());
+        }
+        Ok(outs)
+    });
+}
+
+const BINARY: [BinaryOp; 13] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Pow,
+    BinaryOp::Maximum,
+    BinaryOp::Minimum,
+    BinaryOp::Eq,
+    BinaryOp::Ne,
+    BinaryOp::Gt,
+    BinaryOp::Ge,
+    BinaryOp::Lt,
+    BinaryOp::Le,
+];
+
+#[test]
+fn binary_ops_broadcast_and_strided() {
+    check("binary", |d| {
+        let mut outs = Vec::new();
+        for dtype in [DType::F32, DType::F64, DType::I64] {
+            if !supports(d, dtype) {
+                continue;
+            }
+            // a: [17, 31] transposed to [31, 17]; b: a row [17] broadcast (stride 0) to [31, 17].
+            let (a, la) = input(d, dtype, &[17, 31], 9, 0.5, 4.0)?;
+            let (b, lb) = input(d, dtype, &[17], 10, 0.5, 4.0)?;
+            let (ta, tb) = (la.transpose(0, 1)?, lb.broadcast_as(&[31, 17])?);
+            // Equal elements for the comparisons: compare a with itself narrowed.
+            let same = la.transpose(0, 1)?;
+            for op in BINARY {
+                if dtype == DType::I64 && matches!(op, BinaryOp::Div | BinaryOp::Pow) {
+                    assert!(a.binary(op, &ta, &b, &tb).is_err());
+                    continue;
+                }
+                let t = tol(dtype, if op == BinaryOp::Pow { 1e-9 } else { 1e-15 });
+                outs.push(res(format!("{op:?} {dtype}"), a.binary(op, &ta, &b, &tb)?, &[31, 17], t)?);
+                outs.push(res(format!("{op:?} {dtype} rev"), b.binary(op, &tb, &a, &ta)?, &[31, 17], t)?);
+                if op.is_comparison() {
+                    outs.push(res(format!("{op:?} {dtype} self"), a.binary(op, &same, &a, &ta)?, &[31, 17], 0.0)?);
+                }
+            }
+        }
+        // NaN propagates through maximum/minimum.
+        let nan = Storage::from_host(CpuStorage::F32(vec![f32::NAN, 1.0, 2.0]), d)?;
+        let num = Storage::from_host(CpuStorage::F32(vec![0.0, f32::NAN, 3.0]), d)?;
+        let l = Layout::contiguous(&[3]);
+        for op in [BinaryOp::Maximum, BinaryOp::Minimum] {
+            outs.push(res(format!("{op:?} nan"), nan.binary(op, &l, &num, &l)?, &[3], 0.0)?);
+        }
+        Ok(outs)
+    });
+}
+
+#[test]
+fn where_cond() {
+    check("where", |d| {
+        let mut outs = Vec::new();
+        for dtype in floats(d) {
+            let (c, lc) = input(d, dtype, &[19, 23], 11, -1.0, 1.0)?;
+            let c = c.unary(UnaryOp::Step, &lc)?;
+            let (a, la) = input(d, dtype, &[23, 19], 12, -5.0, 5.0)?;
+            let (b, lb) = input(d, dtype, &[19], 13, -5.0, 5.0)?;
+            let (ta, bb) = (la.transpose(0, 1)?, lb.unsqueeze(1)?.broadcast_as(&[19, 23])?);
+            outs.push(res(format!("{dtype}"), c.where_cond(&lc, &a, &ta, &b, &bb)?, &[19, 23], 0.0)?);
+        }
+        Ok(outs)
+    });
+}
+
+#[test]
+fn reductions() {
+    check("reduce", |d| {
+        let mut outs = Vec::new();
+        let shape = [6, 37, 29];
+        for dtype in floats(d) {
+            let (x, l) = input(d, dtype, &shape, 14, -3.0, 3.0)?;
+            let t = l.permute(&[2, 0, 1])?; // non-contiguous [29, 6, 37]
+            let axes: [&[usize]; 6] = [&[0], &[1], &[2], &[0, 2], &[1, 2], &[0, 1, 2]];
+            for ax in axes {
+                for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+                    for (vname, v) in [("contig", &l), ("permuted", &t)] {
+                        let mut oshape = v.shape().to_vec();
+                        ax.iter().for_each(|&a| oshape[a] = 1);
+                        // f32 sums: the CPU accumulates in f64, the GPU in f32.
+                        let tl = if op == ReduceOp::Sum { tol(dtype, 1e-12) * 10.0 } else { 0.0 };
+                        outs.push(res(format!("{op:?}{ax:?} {vname} {dtype}"), x.reduce(op, v, ax)?, &oshape, tl)?);
+                    }
+                }
+            }
+            for axis in 0..3 {
+                for op in [ReduceOp::ArgMax, ReduceOp::ArgMin] {
+                    let mut oshape = t.shape().to_vec();
+                    oshape[axis] = 1;
+                    outs.push(res(format!("{op:?}[{axis}] {dtype}"), x.reduce(op, &t, &[axis])?, &oshape, 0.0)?);
+                }
+            }
+            // A long reduction (more than one block per output): 100_003 elements.
+            let (y, ly) = input(d, dtype, &[100_003], 15, -1.0, 1.0)?;
+            for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::ArgMin] {
+                let tl = if op == ReduceOp::Sum { tol(dtype, 1e-12) * 100.0 } else { 0.0 };
+                outs.push(res(format!("{op:?} long {dtype}"), y.reduce(op, &ly, &[0])?, &[1], tl)?);
+            }
+        }
+        // Ties and NaN: argmax returns the first maximum; NaN counts as the extreme.
+        let v = Storage::from_host(CpuStorage::F32(vec![1.0, 3.0, 3.0, 0.0, f32::NAN, 2.0, 5.0, f32::NAN]), d)?;
+        let l = Layout::contiguous(&[2, 4]);
+        for op in [ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Max, ReduceOp::Min] {
+            outs.push(res(format!("{op:?} ties/nan"), v.reduce(op, &l, &[1])?, &[2, 1], 0.0)?);
+        }
+        if supports(d, DType::I64) {
+            let (x, l) = input(d, DType::I64, &[13, 300], 16, -1000.0, 1000.0)?;
+            for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax] {
+                outs.push(res(format!("{op:?} i64"), x.reduce(op, &l, &[1])?, &[13, 1], 0.0)?);
+            }
+        }
+        Ok(outs)
+    });
+}
+
+#[test]
+fn softmax() {
+    check("softmax", |d| {
+        let mut outs = Vec::new();
+        for dtype in floats(d) {
+            let (x, l) = input(d, dtype, &[7, 300, 5], 17, -8.0, 8.0)?;
+            let t = l.transpose(0, 2)?;
+            for axis in 0..3 {
+                for log in [false, true] {
+                    let s = x.softmax(&t, axis, log)?;
+                    outs.push(res(format!("axis {axis} log {log} {dtype}"), s, t.shape(), tol(dtype, 1e-12))?);
+                }
+            }
+        }
+        Ok(outs)
+    });
+}
+
+#[test]
+fn matmul() {
+    check("matmul", |d| {
+        let mut outs = Vec::new();
+        for dtype in floats(d) {
+            // f32: the reduction length (k up to 300) scales the rounding error.
+            let tl = tol(dtype, 1e-12) * 30.0;
+            for (m, k, n) in [(1, 1, 1), (33, 65, 17), (128, 300, 129), (5, 1, 7)] {
+                let (a, la) = input(d, dtype, &[m, k], 18, -1.0, 1.0)?;
+                let (b, lb) = input(d, dtype, &[k, n], 19, -1.0, 1.0)?;
+                outs.push(res(format!("{m}x{k}x{n} {dtype}"), a.matmul(&la, &b, &lb)?, &[m, n], tl)?);
+                // Transposed operands: a^T stored as [k, m], b^T stored as [n, k].
+                let (at, lat) = input(d, dtype, &[k, m], 20, -1.0, 1.0)?;
+                let (bt, lbt) = input(d, dtype, &[n, k], 21, -1.0, 1.0)?;
+                let (va, vb) = (lat.transpose(0, 1)?, lbt.transpose(0, 1)?);
+                outs.push(res(format!("{m}x{k}x{n} T {dtype}"), at.matmul(&va, &bt, &vb)?, &[m, n], tl)?);
+            }
+            // Batched with a broadcast (stride-0) batch dim on the right operand, and a narrowed left one.
+            let (a, la) = input(d, dtype, &[3, 2, 19, 40], 22, -1.0, 1.0)?;
+            let (b, lb) = input(d, dtype, &[1, 33, 23], 23, -1.0, 1.0)?;
+            let va = la.narrow(3, 3, 33)?;
+            let vb = lb.broadcast_as(&[3, 2, 33, 23])?;
+            outs.push(res(format!("batched {dtype}"), a.matmul(&va, &b, &vb)?, &[3, 2, 19, 23], tl)?);
+        }
+        Ok(outs)
+    });
+}
+
+#[test]
+fn conv2d_and_its_gradients() {
+    check("conv2d", |d| {
+        let mut outs = Vec::new();
+        for dtype in floats(d) {
+            let tl = tol(dtype, 1e-12) * 30.0;
+            let cases = [
+                (2, 3, 4, (11, 13), (3, 3), Conv2dParams::default()),
+                (1, 4, 6, (9, 10), (3, 2), Conv2dParams { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2 }),
+            ];
+            for (i, (n, cin, cout, (h, w), (kh, kw), p)) in cases.into_iter().enumerate() {
+                let (x, lx) = input(d, dtype, &[n, cin, h, w], 24, -1.0, 1.0)?;
+                let (wt, lw) = input(d, dtype, &[cout, cin / p.groups, kh, kw], 25, -1.0, 1.0)?;
+                let (oh, ow) = p.output_hw((h, w), (kh, kw)).unwrap();
+                let y = x.conv2d(&lx, &wt, &lw, &p)?;
+                outs.push(res(format!("fwd {i} {dtype}"), y, &[n, cout, oh, ow], tl)?);
+                let (g, lg) = input(d, dtype, &[n, cout, oh, ow], 26, -1.0, 1.0)?;
+                let gi = g.conv2d_grad_input(&lg, &wt, &lw, &p, (h, w))?;
+                outs.push(res(format!("grad_input {i} {dtype}"), gi, &[n, cin, h, w], tl)?);
+                let gw = x.conv2d_grad_weight(&lx, &g, &lg, &p, (kh, kw))?;
+                outs.push(res(format!("grad_weight {i} {dtype}"), gw, &[cout, cin / p.groups, kh, kw], tl)?);
+            }
+            // A non-contiguous input: channels-last storage viewed as NCHW.
+            let (x, lx) = input(d, dtype, &[2, 8, 9, 3], 27, -1.0, 1.0)?;
+            let v = lx.permute(&[0, 3, 1, 2])?;
+            let (wt, lw) = input(d, dtype, &[5, 3, 2, 2], 28, -1.0, 1.0)?;
+            let y = x.conv2d(&v, &wt, &lw, &Conv2dParams::default())?;
+            outs.push(res(format!("channels-last {dtype}"), y, &[2, 5, 7, 8], tl)?);
+        }
+        Ok(outs)
+    });
+}
+
+fn indices(d: Device, v: &[i64]) -> Result<(Storage, Layout)> {
+    Ok((Storage::from_host(CpuStorage::I64(v.to_vec()), d)?, Layout::contiguous(&[v.len()])))
+}
+
+#[test]
+fn index_ops() {
+    check("index", |d| {
+        let mut outs = Vec::new();
+        if !supports(d, DType::I64) {
+            return Ok(outs);
+        }
+        for dtype in floats(d) {
+            let (x, l) = input(d, dtype, &[6, 9, 5], 29, -5.0, 5.0)?;
+            let t = l.transpose(0, 2)?; // [5, 9, 6]
+            let (i, li) = indices(d, &[8, 0, 3, 3, 7])?;
+            outs.push(res(format!("index_select {dtype}"), x.index_select(&t, 1, &i, &li)?, &[5, 5, 6], 0.0)?);
+            // gather along dim 2 of the [5, 9, 6] view with an index of shape [5, 9, 4].
+            let gi: Vec<i64> = (0..5 * 9 * 4).map(|k| ((k * 7 + 3) % 6) as i64).collect();
+            let (g, lg) = (Storage::from_host(CpuStorage::I64(gi.clone()), d)?, Layout::contiguous(&[5, 9, 4]));
+            outs.push(res(format!("gather {dtype}"), x.gather(&t, 2, &g, &lg)?, &[5, 9, 4], 0.0)?);
+            // scatter_add of a [5, 9, 4] source into the [5, 9, 6] view, with repeated indices.
+            let (s, ls) = input(d, dtype, &[5, 9, 4], 30, -1.0, 1.0)?;
+            let sa = x.scatter_add(&t, 2, &g, &lg, &s, &ls)?;
+            outs.push(res(format!("scatter_add {dtype}"), sa, &[5, 9, 6], tol(dtype, 1e-15))?);
+            // cat along each dim of views: contiguous + transposed + narrowed.
+            let (y, ly) = input(d, dtype, &[5, 9, 6], 31, -5.0, 5.0)?;
+            let z = ly.narrow(1, 2, 4)?;
+            let c = Storage::cat(&[(&x, &t), (&y, &z), (&x, &t)], 1)?;
+            outs.push(res(format!("cat {dtype}"), c, &[5, 22, 6], 0.0)?);
+            let c0 = Storage::cat(&[(&y, &ly), (&x, &t)], 0)?;
+            outs.push(res(format!("cat0 {dtype}"), c0, &[10, 9, 6], 0.0)?);
+        }
+        Ok(outs)
+    });
+}
