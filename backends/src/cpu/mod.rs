@@ -31,8 +31,55 @@ pub(crate) const PAR_CHUNK: usize = 1 << 14;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuBackend;
 
+/// A new vector of `n` elements, each chunk of [`PAR_CHUNK`] written by `fill(start, chunk)`
+/// (in parallel above [`PAR_THRESHOLD`]). Chunk boundaries are multiples of `align`, so a
+/// kernel can walk whole rows. No zero-fill pass: every element is written once.
+pub(crate) fn build<U: Copy + Send + Sync>(
+    n: usize,
+    align: usize,
+    fill: impl Fn(usize, &mut [std::mem::MaybeUninit<U>]) + Sync + Send,
+) -> Vec<U> {
+    let mut out: Vec<U> = Vec::with_capacity(n);
+    let spare = &mut out.spare_capacity_mut()[..n];
+    if n < PAR_THRESHOLD {
+        fill(0, spare);
+    } else {
+        let chunk = PAR_CHUNK.div_ceil(align.max(1)) * align.max(1);
+        spare.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| fill(c * chunk, o));
+    }
+    // SAFETY: `fill` wrote every element of `spare` (each kernel below writes its whole chunk).
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// The last dimension of a view (its length and stride) and the storage offset of each of
+/// its rows from row `first` on: strided kernels loop over rows, with a tight inner loop.
+struct Rows {
+    len: usize,
+    stride: usize,
+    outer: Layout,
+}
+
+impl Rows {
+    fn new(l: &Layout) -> Rows {
+        let r = l.rank();
+        if r == 0 {
+            return Rows { len: 1, stride: 1, outer: Layout::new(&[], &[], l.offset()) };
+        }
+        Rows {
+            len: l.shape()[r - 1],
+            stride: l.strides()[r - 1],
+            outer: Layout::new(&l.shape()[..r - 1], &l.strides()[..r - 1], l.offset()),
+        }
+    }
+
+    fn starts(&self, first_row: usize) -> crate::StridedIndex<'_> {
+        self.outer.strided_index_from(first_row)
+    }
+}
+
 /// `f` over the elements of the view `l` of `x`, in row-major order, into a new vector.
-pub(crate) fn map_strided<T: Copy + Send + Sync, U: Copy + Send + Sync + Default>(
+pub(crate) fn map_strided<T: Copy + Send + Sync, U: Copy + Send + Sync>(
     x: &[T],
     l: &Layout,
     f: impl Fn(T) -> U + Sync + Send,
@@ -40,26 +87,37 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Copy + Send + Sync + Default
     let n = l.numel();
     if let Some(off) = l.contiguous_offset() {
         let x = &x[off..off + n];
-        if n < PAR_THRESHOLD {
-            return x.iter().map(|&v| f(v)).collect();
-        }
-        // An indexed collect writes straight into the new vector (no zero-fill first pass).
-        return x.par_iter().with_min_len(PAR_CHUNK).map(|&v| f(v)).collect();
+        return build(n, 1, |start, o| {
+            let end = start + o.len();
+            for (o, &v) in o.iter_mut().zip(&x[start..end]) {
+                o.write(f(v));
+            }
+        });
     }
-    if n < PAR_THRESHOLD {
-        return l.strided_index().map(|i| f(x[i])).collect();
-    }
-    let mut out = vec![U::default(); n];
-    out.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, o)| {
-        for (o, i) in o.iter_mut().zip(l.strided_index_from(c * PAR_CHUNK)) {
-            *o = f(x[i]);
+    let rows = Rows::new(l);
+    let len = rows.len.max(1);
+    build(n, len, |start, o| {
+        for (row, base) in o.chunks_mut(len).zip(rows.starts(start / len)) {
+            match rows.stride {
+                0 => row.fill(std::mem::MaybeUninit::new(f(x[base]))),
+                1 => {
+                    let m = row.len();
+                    for (o, &v) in row.iter_mut().zip(&x[base..base + m]) {
+                        o.write(f(v));
+                    }
+                }
+                s => {
+                    for (j, o) in row.iter_mut().enumerate() {
+                        o.write(f(x[base + j * s]));
+                    }
+                }
+            }
         }
-    });
-    out
+    })
 }
 
 /// `f(a, b)` over two views of one shape, in row-major order, into a new vector.
-pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Copy + Send + Sync + Default>(
+pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Copy + Send + Sync>(
     a: &[A],
     la: &Layout,
     b: &[B],
@@ -70,22 +128,46 @@ pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Copy 
     let n = la.numel();
     if let (Some(oa), Some(ob)) = (la.contiguous_offset(), lb.contiguous_offset()) {
         let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
-        if n < PAR_THRESHOLD {
-            return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
-        }
-        return a.par_iter().zip(b).with_min_len(PAR_CHUNK).map(|(&x, &y)| f(x, y)).collect();
+        return build(n, 1, |start, o| {
+            let end = start + o.len();
+            for ((o, &x), &y) in o.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
+                o.write(f(x, y));
+            }
+        });
     }
-    if n < PAR_THRESHOLD {
-        return la.strided_index().zip(lb.strided_index()).map(|(i, j)| f(a[i], b[j])).collect();
-    }
-    let mut out = vec![U::default(); n];
-    out.par_chunks_mut(PAR_CHUNK).enumerate().for_each(|(c, o)| {
-        let start = c * PAR_CHUNK;
-        for ((o, i), j) in o.iter_mut().zip(la.strided_index_from(start)).zip(lb.strided_index_from(start)) {
-            *o = f(a[i], b[j]);
+    let (ra, rb) = (Rows::new(la), Rows::new(lb));
+    let len = ra.len.max(1);
+    build(n, len, |start, o| {
+        let bases = ra.starts(start / len).zip(rb.starts(start / len));
+        for (row, (ba, bb)) in o.chunks_mut(len).zip(bases) {
+            let m = row.len();
+            // the common shapes of broadcasting get loops the compiler can vectorise
+            match (ra.stride, rb.stride) {
+                (1, 1) => {
+                    for ((o, &x), &y) in row.iter_mut().zip(&a[ba..ba + m]).zip(&b[bb..bb + m]) {
+                        o.write(f(x, y));
+                    }
+                }
+                (1, 0) => {
+                    let y = b[bb];
+                    for (o, &x) in row.iter_mut().zip(&a[ba..ba + m]) {
+                        o.write(f(x, y));
+                    }
+                }
+                (0, 1) => {
+                    let x = a[ba];
+                    for (o, &y) in row.iter_mut().zip(&b[bb..bb + m]) {
+                        o.write(f(x, y));
+                    }
+                }
+                (sa, sb) => {
+                    for (j, o) in row.iter_mut().enumerate() {
+                        o.write(f(a[ba + j * sa], b[bb + j * sb]));
+                    }
+                }
+            }
         }
-    });
-    out
+    })
 }
 
 /// The view `l` of `x` as a contiguous vector (a plain copy when already contiguous).
