@@ -86,22 +86,9 @@ impl DigitCapsules {
     }
 
     /// The predictions `u_hat [b, out_caps, in_caps, out_dim]` (a strided view) of the input
-    /// capsules `u [b, in_caps, in_dim]`, by one batched matmul.
+    /// capsules `u [b, in_caps, in_dim]`: [`capsule_predictions`] with this layer's `W`.
     pub fn predictions(&self, u: &Tensor) -> Result<Tensor> {
-        let w = self.weight.tensor()?;
-        let [i, j, d, k]: [usize; 4] =
-            w.shape().try_into().map_err(|_| Error::shape("DigitCapsules", &[w.shape()], "W must be 4-D"))?;
-        if u.rank() != 3 || u.shape()[1] != i || u.shape()[2] != k {
-            return Err(Error::shape(
-                "DigitCapsules",
-                &[u.shape(), w.shape()],
-                format!("expected input capsules [batch, {i}, {k}]"),
-            ));
-        }
-        let b = u.shape()[0];
-        let lhs = u.transpose(0, 1)?; // [i, b, k]
-        let rhs = w.reshape(&[i, j * d, k])?.transpose(1, 2)?; // [i, k, j d]
-        lhs.matmul(&rhs)?.reshape(&[i, b, j, d])?.permute(&[1, 2, 0, 3])
+        capsule_predictions(u, &self.weight.tensor()?)
     }
 
     /// Output capsules and the final coupling coefficients for input capsules `u`.
@@ -115,4 +102,19 @@ impl Forward for DigitCapsules {
     fn forward(&self, u: &Tensor) -> Result<Tensor> {
         Ok(self.route(u)?.v)
     }
+}
+
+/// `u_hat[b, j, i, :] = W[i, j] u[b, i, :]` for `u [b, in_caps, in_dim]` and
+/// `W [in_caps, out_caps, out_dim, in_dim]`, by one matmul batched over the input capsules;
+/// returns a `[b, out_caps, in_caps, out_dim]` view of the contiguous `[i, b, j * d]` product.
+pub fn capsule_predictions(u: &Tensor, w: &Tensor) -> Result<Tensor> {
+    let bad = |msg: String| Error::shape("DigitCapsules", &[u.shape(), w.shape()], msg);
+    let [i, j, d, k]: [usize; 4] = w.shape().try_into().map_err(|_| bad("W must be 4-D".into()))?;
+    if u.rank() != 3 || u.shape()[1] != i || u.shape()[2] != k {
+        return Err(bad(format!("expected input capsules [batch, {i}, {k}]")));
+    }
+    let b = u.shape()[0];
+    let lhs = u.transpose(0, 1)?; // [i, b, k]
+    let rhs = w.reshape(&[i, j * d, k])?.transpose(1, 2)?; // [i, k, j d]
+    lhs.matmul(&rhs)?.reshape(&[i, b, j, d])?.permute(&[1, 2, 0, 3])
 }

@@ -19,7 +19,7 @@ mod loss;
 mod net;
 mod routing;
 
-pub use layers::{DigitCapsules, PrimaryCapsules};
+pub use layers::{capsule_predictions, DigitCapsules, PrimaryCapsules};
 pub use loss::{margin_loss, reconstruction_loss, MarginLoss};
 pub use net::{CapsLosses, CapsNet, CapsNetConfig, CapsOutput, Decoder};
 pub use routing::{dynamic_routing, squash, Routed, RoutingMode};
