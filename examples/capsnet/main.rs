@@ -193,10 +193,17 @@ fn run(args: Args) -> Result<()> {
         bar.set_prefix(format!("{}/{}", epoch + 1, args.epochs));
         let t = Instant::now();
         let mut seen = 0usize;
+        // Without a terminal the bar is hidden: print a line every tenth of an epoch instead.
+        let plain = bar.is_hidden();
+        let tenth = train.len().div_ceil(10).max(1);
         let loss = trainer.train_epoch(&train, None, |n, loss| {
+            let speed = (seen + n) as f64 / t.elapsed().as_secs_f64();
+            if plain && (seen + n) / tenth > seen / tenth {
+                println!("  {}/{} images, loss {loss:.4}, {speed:.0} img/s", seen + n, train.len());
+            }
             seen += n;
             bar.inc(n as u64);
-            bar.set_message(format!("loss {loss:.4}, {:.0} img/s", seen as f64 / t.elapsed().as_secs_f64()));
+            bar.set_message(format!("loss {loss:.4}, {speed:.0} img/s"));
         })?;
         bar.finish_and_clear();
         let seconds = t.elapsed().as_secs_f64();
