@@ -5,11 +5,17 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rayon::prelude::*;
 use stategrad::backends::{
-    cpu::CpuBackend, BinaryOp, Conv2dParams, CpuStorage, DType, Distribution, Kernels, Layout, ReduceOp, UnaryOp,
+    cpu::CpuBackend, BinaryOp, Conv2dParams, CpuStorage, DType, Distribution, Kernels, Layout, ReduceOp, Storage,
+    UnaryOp,
 };
 
 fn rand(n: usize, seed: u64) -> CpuStorage {
     CpuBackend.rand(n, DType::F32, Distribution::Uniform { lo: -1.0, hi: 1.0 }, seed).expect("rand")
+}
+
+/// The `Storage` the tensor API uses (its drop recycles large buffers), over host data.
+fn st(s: &CpuStorage) -> Storage {
+    Storage::Cpu(s.clone())
 }
 
 fn f32s(s: &CpuStorage) -> &[f32] {
@@ -24,10 +30,11 @@ fn elementwise(c: &mut Criterion) {
 
         let mut g = c.benchmark_group(format!("mul_add/f32/{name}"));
         g.throughput(Throughput::Bytes(16 * n as u64)); // a, b, c read, out written
+        let (sa, sb, sd) = (st(&a), st(&b), st(&d));
         g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| {
             bch.iter(|| {
-                let ab = CpuBackend.binary(BinaryOp::Mul, &a, &l, &b, &l).expect("mul");
-                CpuBackend.binary(BinaryOp::Add, &ab, &l, &d, &l).expect("add")
+                let ab = sa.binary(BinaryOp::Mul, &l, &sb, &l).expect("mul");
+                ab.binary(BinaryOp::Add, &l, &sd, &l).expect("add")
             })
         });
         // Baselines fuse a*b+c into one pass (what a hand-written loop does); stategrad runs
@@ -43,7 +50,8 @@ fn elementwise(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("exp/f32/{name}"));
         g.throughput(Throughput::Bytes(8 * n as u64));
         g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| {
-            bch.iter(|| CpuBackend.unary(UnaryOp::Exp, &a, &l).expect("exp"))
+            let sa = st(&a);
+            bch.iter(|| sa.unary(UnaryOp::Exp, &l).expect("exp"))
         });
         g.bench_function(BenchmarkId::from_parameter("plain-loop"), |bch| {
             bch.iter(|| av.iter().map(|x| x.exp()).collect::<Vec<f32>>())
@@ -63,7 +71,8 @@ fn reductions(c: &mut Criterion) {
     let mut g = c.benchmark_group("sum/f32/16M");
     g.throughput(Throughput::Bytes(4 * n as u64));
     g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| {
-        bch.iter(|| CpuBackend.reduce(ReduceOp::Sum, &a, &l, &[0]).expect("sum"))
+        let sa = st(&a);
+        bch.iter(|| sa.reduce(ReduceOp::Sum, &l, &[0]).expect("sum"))
     });
     g.bench_function(BenchmarkId::from_parameter("plain-loop-f32acc"), |bch| bch.iter(|| av.iter().sum::<f32>()));
     g.bench_function(BenchmarkId::from_parameter("rayon-loop-f64acc"), |bch| {
@@ -78,7 +87,8 @@ fn reductions(c: &mut Criterion) {
     let mut g = c.benchmark_group("softmax/f32/4096x1024");
     g.throughput(Throughput::Bytes(8 * (rows * cols) as u64));
     g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| {
-        bch.iter(|| CpuBackend.softmax(&x, &lx, 1, false).expect("softmax"))
+        let sx = st(&x);
+        bch.iter(|| sx.softmax(&lx, 1, false).expect("softmax"))
     });
     g.bench_function(BenchmarkId::from_parameter("rayon-loop"), |bch| {
         bch.iter(|| {
@@ -118,14 +128,15 @@ fn conv(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("conv2d/f32/{name}"));
         g.throughput(Throughput::Elements(flops as u64));
         g.sample_size(10);
+        let (x, w, gr) = (st(&x), st(&w), st(&gr));
         g.bench_function(BenchmarkId::from_parameter("forward"), |bch| {
-            bch.iter(|| CpuBackend.conv2d(&x, &lx, &w, &lw, &p).expect("conv2d"))
+            bch.iter(|| x.conv2d(&lx, &w, &lw, &p).expect("conv2d"))
         });
         g.bench_function(BenchmarkId::from_parameter("grad_input"), |bch| {
-            bch.iter(|| CpuBackend.conv2d_grad_input(&gr, &lg, &w, &lw, &p, (hw, hw)).expect("grad_input"))
+            bch.iter(|| gr.conv2d_grad_input(&lg, &w, &lw, &p, (hw, hw)).expect("grad_input"))
         });
         g.bench_function(BenchmarkId::from_parameter("grad_weight"), |bch| {
-            bch.iter(|| CpuBackend.conv2d_grad_weight(&x, &lx, &gr, &lg, &p, (9, 9)).expect("grad_weight"))
+            bch.iter(|| x.conv2d_grad_weight(&lx, &gr, &lg, &p, (9, 9)).expect("grad_weight"))
         });
         g.finish();
     }

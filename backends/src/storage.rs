@@ -72,6 +72,21 @@ pub enum Storage {
     Cube(CubeStorage),
 }
 
+/// Large host buffers go back to the CPU backend's pool (see `cpu/pool.rs`) for reuse.
+impl Drop for Storage {
+    fn drop(&mut self) {
+        #[allow(irrefutable_let_patterns)] // refutable with the GPU backend compiled in
+        if let Storage::Cpu(s) = self {
+            use crate::cpu::Pooled;
+            match std::mem::replace(s, CpuStorage::F32(Vec::new())) {
+                CpuStorage::F32(v) => f32::give(v),
+                CpuStorage::F64(v) => f64::give(v),
+                CpuStorage::I64(v) => i64::give(v),
+            }
+        }
+    }
+}
+
 fn device_error(op: &'static str, a: &Storage, b: &Storage) -> Error {
     Error::Device { op, a: a.device(), b: b.device() }
 }

@@ -5,7 +5,13 @@ use crate::{BinaryOp, CpuStorage, Error, Layout, Result};
 /// `op(a, b)` for floats. Each arm passes its own closure, so `zip_strided` is
 /// monomorphised per op and the contiguous loops inline and vectorise (a `fn` pointer
 /// chosen at run time would cost an indirect call per element).
-fn float_binary<T: num_like::Float + Send + Sync + Default>(op: BinaryOp, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+fn float_binary<T: num_like::Float + Send + Sync + Default>(
+    op: BinaryOp,
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+) -> Vec<T> {
     match op {
         BinaryOp::Add => zip_strided(a, la, b, lb, |a, b| a + b),
         BinaryOp::Sub => zip_strided(a, la, b, lb, |a, b| a - b),
@@ -74,18 +80,20 @@ pub fn where_cond(
         CpuStorage::I64(c) => super::map_strided(c, lc, |v| v != 0),
     };
     let ml = Layout::contiguous(lc.shape());
-    fn pick<T: Copy + Send + Sync + Default>(
+    fn pick<T: crate::cpu::Pooled + Sync + Default>(
         m: &[bool],
-        ml: &Layout,
+        _ml: &Layout,
         a: &[T],
         la: &Layout,
         b: &[T],
         lb: &Layout,
     ) -> Vec<T> {
-        // (mask, a) first, then b: two passes keep the shared zip helper.
-        let picked_a: Vec<(bool, T)> = zip_strided(m, ml, a, la, |m, a| (m, a));
-        let pl = Layout::contiguous(la.shape());
-        zip_strided(&picked_a, &pl, b, lb, |(m, a), b| if m { a } else { b })
+        let (a, b) = (super::contiguous_cow(a, la), super::contiguous_cow(b, lb));
+        super::build(m.len(), 1, |start, o| {
+            for (i, o) in (start..).zip(o.iter_mut()) {
+                o.write(if m[i] { a[i] } else { b[i] });
+            }
+        })
     }
     Ok(match (a, b) {
         (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(pick(&mask, &ml, a, la, b, lb)),
@@ -99,6 +107,8 @@ pub fn where_cond(
 mod num_like {
     pub trait Float:
         Copy
+        + crate::cpu::Pooled
+        + Sync
         + PartialOrd
         + std::ops::Add<Output = Self>
         + std::ops::Sub<Output = Self>

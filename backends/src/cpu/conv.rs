@@ -196,10 +196,10 @@ fn regroup<T: Float>(g: &Geo, t: &mut [T], buf: &mut [T], imgs: usize, gi: usize
 
 fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog) = (g.k(), g.pix(), g.cog());
-    let mut out = vec![T::ZERO; g.n * g.co * pix];
+    let mut out = T::filled(g.n * g.co * pix, T::ZERO);
     let chunk = g.chunk();
-    let mut col = vec![T::ZERO; k * chunk * pix];
-    let mut tmp = vec![T::ZERO; cog * chunk * pix];
+    let mut col = T::filled(k * chunk * pix, T::ZERO);
+    let mut tmp = T::filled(cog * chunk * pix, T::ZERO);
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -217,16 +217,19 @@ fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
             }
         }
     }
+    // scratch buffers go back to the pool for the next call
+    T::give(col);
+    T::give(tmp);
     Ok(out)
 }
 
 fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog) = (g.k(), g.pix(), g.cog());
-    let mut dx = vec![T::ZERO; g.n * g.c * g.h * g.w];
+    let mut dx = T::filled(g.n * g.c * g.h * g.w, T::ZERO);
     let chunk = g.chunk();
-    let mut dcol = vec![T::ZERO; k * chunk * pix];
-    let mut gbuf = vec![T::ZERO; cog * chunk * pix];
-    let mut gchunk = vec![T::ZERO; chunk * g.co * pix];
+    let mut dcol = T::filled(k * chunk * pix, T::ZERO);
+    let mut gbuf = T::filled(cog * chunk * pix, T::ZERO);
+    let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO);
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -238,16 +241,19 @@ fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
             col2im(g, &dcol[..k * cols], imgs, gi, &mut dx[n0 * g.c * g.h * g.w..]);
         }
     }
+    T::give(dcol);
+    T::give(gbuf);
+    T::give(gchunk);
     Ok(dx)
 }
 
 fn grad_weight<T: Float>(g: &Geo, x: &[T], grad: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog) = (g.k(), g.pix(), g.cog());
-    let mut dw = vec![T::ZERO; g.co * k];
+    let mut dw = T::filled(g.co * k, T::ZERO);
     let chunk = g.chunk();
-    let mut col = vec![T::ZERO; k * chunk * pix];
-    let mut gbuf = vec![T::ZERO; cog * chunk * pix];
-    let mut gchunk = vec![T::ZERO; chunk * g.co * pix];
+    let mut col = T::filled(k * chunk * pix, T::ZERO);
+    let mut gbuf = T::filled(cog * chunk * pix, T::ZERO);
+    let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO);
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -261,6 +267,9 @@ fn grad_weight<T: Float>(g: &Geo, x: &[T], grad: &[T]) -> Result<Vec<T>> {
             par_gemm(cog, cols, k, gm, colt, &mut dw[gi * cog * k..][..cog * k], true)?;
         }
     }
+    T::give(col);
+    T::give(gbuf);
+    T::give(gchunk);
     Ok(dw)
 }
 

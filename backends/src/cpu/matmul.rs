@@ -144,7 +144,7 @@ fn matmul_typed<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<
     let r = la.rank();
     let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
     let (oa, ob) = (batch_offsets(la), batch_offsets(lb));
-    let mut out = vec![T::ZERO; oa.len() * m * n];
+    let mut out = T::filled(oa.len() * m * n, T::ZERO);
     if out.is_empty() {
         return Ok(out);
     }

@@ -15,11 +15,13 @@ mod conv;
 mod index;
 mod matmul;
 mod num;
+mod pool;
 mod reduce;
 mod unary;
 
 pub use matmul::{gemm, par_gemm, Mat, TASK_FLOPS};
 pub use num::{Float, Num};
+pub use pool::{clear_pool, pool_bytes, set_pool_limit, Pooled};
 pub use unary::erf;
 
 /// Element count above which element-wise kernels split work across rayon's pool.
@@ -34,12 +36,12 @@ pub struct CpuBackend;
 /// A new vector of `n` elements, each chunk of [`PAR_CHUNK`] written by `fill(start, chunk)`
 /// (in parallel above [`PAR_THRESHOLD`]). Chunk boundaries are multiples of `align`, so a
 /// kernel can walk whole rows. No zero-fill pass: every element is written once.
-pub(crate) fn build<U: Copy + Send + Sync>(
+pub(crate) fn build<U: Pooled + Sync>(
     n: usize,
     align: usize,
     fill: impl Fn(usize, &mut [std::mem::MaybeUninit<U>]) + Sync + Send,
 ) -> Vec<U> {
-    let mut out: Vec<U> = Vec::with_capacity(n);
+    let mut out: Vec<U> = U::take(n);
     let spare = &mut out.spare_capacity_mut()[..n];
     if n < PAR_THRESHOLD {
         fill(0, spare);
@@ -79,7 +81,7 @@ impl Rows {
 }
 
 /// `f` over the elements of the view `l` of `x`, in row-major order, into a new vector.
-pub(crate) fn map_strided<T: Copy + Send + Sync, U: Copy + Send + Sync>(
+pub(crate) fn map_strided<T: Copy + Send + Sync, U: Pooled + Sync>(
     x: &[T],
     l: &Layout,
     f: impl Fn(T) -> U + Sync + Send,
@@ -117,7 +119,7 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Copy + Send + Sync>(
 }
 
 /// `f(a, b)` over two views of one shape, in row-major order, into a new vector.
-pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Copy + Send + Sync>(
+pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Pooled + Sync>(
     a: &[A],
     la: &Layout,
     b: &[B],
@@ -171,12 +173,12 @@ pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Copy 
 }
 
 /// The view `l` of `x` as a contiguous vector (a plain copy when already contiguous).
-pub(crate) fn contiguous<T: Copy + Send + Sync + Default>(x: &[T], l: &Layout) -> Vec<T> {
+pub(crate) fn contiguous<T: Pooled + Sync>(x: &[T], l: &Layout) -> Vec<T> {
     map_strided(x, l, |v| v)
 }
 
 /// The view as a borrowed slice when contiguous, else a fresh contiguous copy.
-pub(crate) fn contiguous_cow<'a, T: Copy + Send + Sync + Default>(x: &'a [T], l: &Layout) -> std::borrow::Cow<'a, [T]> {
+pub(crate) fn contiguous_cow<'a, T: Pooled + Sync>(x: &'a [T], l: &Layout) -> std::borrow::Cow<'a, [T]> {
     match l.contiguous_offset() {
         Some(off) => std::borrow::Cow::Borrowed(&x[off..off + l.numel()]),
         None => std::borrow::Cow::Owned(contiguous(x, l)),
@@ -194,7 +196,7 @@ fn rand_vec<T: Element>(numel: usize, dist: Distribution, seed: u64) -> Vec<T> {
     (0..numel).into_par_iter().map(|i| T::from_f64(draw(i))).collect()
 }
 
-fn cast_vec<T: Element, U: Element>(x: &[T], l: &Layout) -> Vec<U> {
+fn cast_vec<T: Element, U: Element + Pooled>(x: &[T], l: &Layout) -> Vec<U> {
     map_strided(x, l, |v| U::from_f64(v.to_f64()))
 }
 
@@ -215,9 +217,9 @@ impl Kernels for CpuBackend {
 
     fn fill(&self, numel: usize, dtype: DType, value: f64) -> Result<CpuStorage> {
         Ok(match dtype {
-            DType::F32 => CpuStorage::F32(vec![value as f32; numel]),
-            DType::F64 => CpuStorage::F64(vec![value; numel]),
-            DType::I64 => CpuStorage::I64(vec![value as i64; numel]),
+            DType::F32 => CpuStorage::F32(f32::filled(numel, value as f32)),
+            DType::F64 => CpuStorage::F64(f64::filled(numel, value)),
+            DType::I64 => CpuStorage::I64(i64::filled(numel, value as i64)),
         })
     }
 

@@ -6,7 +6,7 @@
 use crate::HostElement;
 
 /// Arithmetic every storable element supports.
-pub trait Num: HostElement + sealed::Sealed {
+pub trait Num: HostElement + super::Pooled + sealed::Sealed {
     /// Sum accumulator: f64 for both floats (an f32 sum of 16M terms keeps ~1e-7 relative
     /// error instead of ~1e-3), i64 (wrapping) for integers.
     type Sum: Copy + Send + Sync + Default;

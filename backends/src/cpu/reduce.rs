@@ -326,7 +326,7 @@ fn softmax_typed<T: Float>(x: &[T], l: &Layout, axis: usize, log: bool) -> Vec<T
     let n = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
     let block = n * inner;
-    let mut y = vec![T::ZERO; x.len()];
+    let mut y = T::filled(x.len(), T::ZERO);
     if block == 0 {
         return y;
     }

@@ -1,0 +1,121 @@
+//! Reuse of large host buffers.
+//!
+//! A training step allocates the same large tensors every iteration (activations, their
+//! gradients, im2col buffers). Fresh multi-megabyte allocations come from `mmap`, so every
+//! page is faulted in and zeroed by the kernel on first touch, on every step. Freed CPU
+//! storages of at least [`MIN_POOLED_BYTES`] are kept here instead, keyed by exact capacity
+//! (a training loop asks for the same sizes again), up to a cap on the bytes held
+//! ([`set_pool_limit`]); smaller ones go back to `malloc`, which serves them well.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Buffers smaller than this are not pooled.
+pub const MIN_POOLED_BYTES: usize = 1 << 16;
+
+static LIMIT: AtomicUsize = AtomicUsize::new(1 << 30);
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the most bytes the pool keeps (default 1 GiB); 0 disables pooling and frees the pool.
+pub fn set_pool_limit(bytes: usize) {
+    LIMIT.store(bytes, Ordering::Relaxed);
+    if bytes == 0 {
+        clear_pool();
+    }
+}
+
+/// Bytes currently held by the pool.
+pub fn pool_bytes() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// Frees every pooled buffer.
+pub fn clear_pool() {
+    f32::clear();
+    f64::clear();
+    i64::clear();
+}
+
+type Buckets<T> = Mutex<Option<HashMap<usize, Vec<Vec<T>>>>>;
+
+/// Element types whose buffers are pooled.
+pub trait Pooled: Copy + Send + Sized + 'static {
+    /// This type's buckets of free buffers, by capacity.
+    #[doc(hidden)]
+    fn buckets() -> &'static Buckets<Self>;
+
+    /// A vector of length 0 and capacity at least `n`, reused when one is free.
+    fn take(n: usize) -> Vec<Self> {
+        let bytes = n * size_of::<Self>();
+        if bytes >= MIN_POOLED_BYTES {
+            let reused = Self::buckets().lock().ok().and_then(|mut b| b.as_mut()?.get_mut(&n)?.pop());
+            if let Some(mut v) = reused {
+                HELD.fetch_sub(bytes, Ordering::Relaxed);
+                v.clear();
+                return v;
+            }
+        }
+        Vec::with_capacity(n)
+    }
+
+    /// `n` copies of `value` in a reused buffer when one is free.
+    fn filled(n: usize, value: Self) -> Vec<Self> {
+        let mut v = Self::take(n);
+        v.resize(n, value);
+        v
+    }
+
+    /// Returns a buffer to the pool (or to the allocator when small or over the limit).
+    fn give(v: Vec<Self>) {
+        let bytes = v.capacity() * size_of::<Self>();
+        if bytes < MIN_POOLED_BYTES || HELD.load(Ordering::Relaxed) + bytes > LIMIT.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut b) = Self::buckets().lock() {
+            HELD.fetch_add(bytes, Ordering::Relaxed);
+            b.get_or_insert_with(HashMap::new).entry(v.capacity()).or_default().push(v);
+        }
+    }
+
+    /// Frees this type's pooled buffers.
+    fn clear() {
+        if let Ok(mut b) = Self::buckets().lock() {
+            if let Some(map) = b.take() {
+                let bytes: usize = map.values().flatten().map(|v| v.capacity() * size_of::<Self>()).sum();
+                HELD.fetch_sub(bytes, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+macro_rules! pooled {
+    ($($t:ty),*) => {$(
+        impl Pooled for $t {
+            fn buckets() -> &'static Buckets<Self> {
+                static BUCKETS: Buckets<$t> = Mutex::new(None);
+                &BUCKETS
+            }
+        }
+    )*};
+}
+pooled!(f32, f64, i64, bool);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_buffers_are_reused_small_ones_are_not() {
+        let n = MIN_POOLED_BYTES; // f64: 8x the threshold
+        let v = f64::filled(n, 1.5);
+        let ptr = v.as_ptr();
+        f64::give(v);
+        let again = f64::take(n);
+        assert_eq!((again.as_ptr(), again.len()), (ptr, 0), "the same allocation comes back, emptied");
+        let small = f64::filled(4, 0.0);
+        f64::give(small);
+        assert!(f64::take(4).capacity() >= 4);
+        let z = f64::filled(n, 0.0);
+        assert!(z.iter().all(|&x| x == 0.0));
+    }
+}
