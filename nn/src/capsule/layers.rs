@@ -4,8 +4,8 @@
 //!
 //! DigitCapsules computes every prediction `u_hat_j|i = W_ij u_i` with ONE batched matmul:
 //! for each input capsule `i`, `u[:, i, :] [b, in_dim] x W_i^T [in_dim, out_caps * out_dim]`,
-//! batched over `i`; the result `[i, b, j * d]` is then viewed (not copied) as
-//! `[b, j, i, d]` for routing.
+//! batched over `i`; the result `[i, b, j * d]` is then copied once into `[b, j, i, d]`
+//! order for routing.
 use stategrad_autograd::{Conv2dParams, DType, Device, Error, Result, Tensor};
 
 use super::routing::{dynamic_routing, squash, Routed, RoutingMode};
@@ -85,7 +85,7 @@ impl DigitCapsules {
         Ok(DigitCapsules { weight: Param::new(w), iters, mode })
     }
 
-    /// The predictions `u_hat [b, out_caps, in_caps, out_dim]` (a strided view) of the input
+    /// The predictions `u_hat [b, out_caps, in_caps, out_dim]` of the input
     /// capsules `u [b, in_caps, in_dim]`: [`capsule_predictions`] with this layer's `W`.
     pub fn predictions(&self, u: &Tensor) -> Result<Tensor> {
         capsule_predictions(u, &self.weight.tensor()?)
@@ -106,7 +106,7 @@ impl Forward for DigitCapsules {
 
 /// `u_hat[b, j, i, :] = W[i, j] u[b, i, :]` for `u [b, in_caps, in_dim]` and
 /// `W [in_caps, out_caps, out_dim, in_dim]`, by one matmul batched over the input capsules;
-/// returns a `[b, out_caps, in_caps, out_dim]` view of the contiguous `[i, b, j * d]` product.
+/// returns `[b, out_caps, in_caps, out_dim]`, contiguous.
 pub fn capsule_predictions(u: &Tensor, w: &Tensor) -> Result<Tensor> {
     let bad = |msg: String| Error::shape("DigitCapsules", &[u.shape(), w.shape()], msg);
     let [i, j, d, k]: [usize; 4] = w.shape().try_into().map_err(|_| bad("W must be 4-D".into()))?;
@@ -116,5 +116,8 @@ pub fn capsule_predictions(u: &Tensor, w: &Tensor) -> Result<Tensor> {
     let b = u.shape()[0];
     let lhs = u.transpose(0, 1)?; // [i, b, k]
     let rhs = w.reshape(&[i, j * d, k])?.transpose(1, 2)?; // [i, k, j d]
-    lhs.matmul(&rhs)?.reshape(&[i, b, j, d])?.permute(&[1, 2, 0, 3])
+                                                           // One copy into [b, j, i, d] order: the routing matmuls then read each (b, j) block of
+                                                           // i x d predictions contiguously (as a strided view, rows sat b * j * d elements apart:
+                                                           // one TLB miss per 64-byte row, and routing grew faster than the batch).
+    lhs.matmul(&rhs)?.reshape(&[i, b, j, d])?.permute(&[1, 2, 0, 3])?.contiguous()
 }
