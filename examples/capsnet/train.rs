@@ -242,7 +242,7 @@ pub fn load_model(model: &CapsNet, sd: &StateDict, path: &Path) -> Result<()> {
     }
     let report = model.load_state_dict(&own, true).map_err(|e| Error::Format {
         path: path.display().to_string(),
-        msg: format!("does not fit this model: {e}"),
+        msg: format!("does not fit this model (saved with or without --small?): {e}"),
     })?;
     if !report.is_clean() {
         return Err(Error::Format {
