@@ -44,7 +44,7 @@ pub fn write_curves(path: &Path, history: &[EpochRecord]) -> Result<()> {
     let x = |i: usize| m + (w - 2.0 * m) * i as f64 / (n - 1.0);
     let max_loss = history.iter().map(|r| r.train_loss).fold(1e-9, f64::max);
     let accs: Vec<f64> = history.iter().map(|r| r.test_acc).filter(|a| a.is_finite()).collect();
-    let lo_acc = accs.iter().copied().fold(1.0, f64::min).min(0.9).max(0.0);
+    let lo_acc = accs.iter().copied().fold(1.0, f64::min).clamp(0.0, 0.9);
     let y_loss = |v: f64| h - m - (h - 2.0 * m) * v / max_loss;
     let y_acc = |a: f64| h - m - (h - 2.0 * m) * (a - lo_acc) / (1.0 - lo_acc).max(1e-9);
     let line = |pts: Vec<(f64, f64)>, color: &str| {
