@@ -469,7 +469,14 @@ fn conv2d_and_its_gradients() {
             let tl = tol(dtype, 1e-12) * 30.0;
             let cases = [
                 (2, 3, 4, (11, 13), (3, 3), Conv2dParams::default()),
-                (1, 4, 6, (9, 10), (3, 2), Conv2dParams { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2 }),
+                (
+                    1,
+                    4,
+                    6,
+                    (9, 10),
+                    (3, 2),
+                    Conv2dParams { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 2 },
+                ),
             ];
             for (i, (n, cin, cout, (h, w), (kh, kw), p)) in cases.into_iter().enumerate() {
                 let (x, lx) = input(d, dtype, &[n, cin, h, w], 24, -1.0, 1.0)?;

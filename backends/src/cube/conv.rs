@@ -48,9 +48,16 @@ fn im2col<F: Float>(
 ) {
     if ABSOLUTE_POS < total {
         let (c, h, w) = (*geom.index(1usize), *geom.index(2usize), *geom.index(3usize));
-        let (kh, kw, oh, ow, g) = (*geom.index(5usize), *geom.index(6usize), *geom.index(7usize), *geom.index(8usize), *geom.index(9usize));
-        let (sh, sw, ph, pw, dh, dw) =
-            (*conv.index(0usize), *conv.index(1usize), *conv.index(2usize), *conv.index(3usize), *conv.index(4usize), *conv.index(5usize));
+        let (kh, kw, oh, ow, g) =
+            (*geom.index(5usize), *geom.index(6usize), *geom.index(7usize), *geom.index(8usize), *geom.index(9usize));
+        let (sh, sw, ph, pw, dh, dw) = (
+            *conv.index(0usize),
+            *conv.index(1usize),
+            *conv.index(2usize),
+            *conv.index(3usize),
+            *conv.index(4usize),
+            *conv.index(5usize),
+        );
         let cg = c / g;
         let l = oh * ow;
         let kk = cg * kh * kw;
@@ -67,11 +74,7 @@ fn im2col<F: Float>(
         let mut v = F::new(0.0);
         if yy >= ph && yy < h + ph && xx >= pw && xx < w + pw {
             let ch = gi * cg + cl;
-            let o = x_off
-                + ni * x.stride(0)
-                + ch * x.stride(1)
-                + (yy - ph) * x.stride(2)
-                + (xx - pw) * x.stride(3);
+            let o = x_off + ni * x.stride(0) + ch * x.stride(1) + (yy - ph) * x.stride(2) + (xx - pw) * x.stride(3);
             v = x[o];
         }
         cols[ABSOLUTE_POS] = v;
@@ -83,9 +86,16 @@ fn im2col<F: Float>(
 fn col2im<F: Float>(dcols: &Array<F>, dx: &mut Array<F>, total: usize, geom: Sequence<usize>, conv: Sequence<usize>) {
     if ABSOLUTE_POS < total {
         let (c, h, w) = (*geom.index(1usize), *geom.index(2usize), *geom.index(3usize));
-        let (kh, kw, oh, ow, g) = (*geom.index(5usize), *geom.index(6usize), *geom.index(7usize), *geom.index(8usize), *geom.index(9usize));
-        let (sh, sw, ph, pw, dh, dw) =
-            (*conv.index(0usize), *conv.index(1usize), *conv.index(2usize), *conv.index(3usize), *conv.index(4usize), *conv.index(5usize));
+        let (kh, kw, oh, ow, g) =
+            (*geom.index(5usize), *geom.index(6usize), *geom.index(7usize), *geom.index(8usize), *geom.index(9usize));
+        let (sh, sw, ph, pw, dh, dw) = (
+            *conv.index(0usize),
+            *conv.index(1usize),
+            *conv.index(2usize),
+            *conv.index(3usize),
+            *conv.index(4usize),
+            *conv.index(5usize),
+        );
         let cg = c / g;
         let l = oh * ow;
         let kk = cg * kh * kw;
@@ -125,7 +135,8 @@ impl<R: Runtime> GpuBackend<R> {
         if g == 0 || lx[1] % g != 0 || lw[0] % g != 0 || lw[1] * g != lx[1] {
             return Err(bad("channels do not match the groups"));
         }
-        let (oh, ow) = p.output_hw((lx[2], lx[3]), (lw[2], lw[3])).ok_or_else(|| bad("kernel larger than the input"))?;
+        let (oh, ow) =
+            p.output_hw((lx[2], lx[3]), (lw[2], lw[3])).ok_or_else(|| bad("kernel larger than the input"))?;
         Ok(Geom { n: lx[0], c: lx[1], h: lx[2], w: lx[3], cout: lw[0], kh: lw[2], kw: lw[3], oh, ow, g })
     }
 
@@ -160,7 +171,12 @@ impl<R: Runtime> GpuBackend<R> {
     /// when `t`.
     fn weight_view(&self, w: &CubeStorage, lw: &Layout, gm: &Geom, t: bool) -> Result<(CubeStorage, Layout)> {
         let wc = self.contiguous(w, lw)?;
-        let l = Layout::contiguous(&[1, gm.g, gm.cout / gm.g, gm.k()]).broadcast_as(&[gm.n, gm.g, gm.cout / gm.g, gm.k()])?;
+        let l = Layout::contiguous(&[1, gm.g, gm.cout / gm.g, gm.k()]).broadcast_as(&[
+            gm.n,
+            gm.g,
+            gm.cout / gm.g,
+            gm.k(),
+        ])?;
         Ok((wc, if t { l.transpose(2, 3)? } else { l }))
     }
 
@@ -196,7 +212,11 @@ impl<R: Runtime> GpuBackend<R> {
         let xs = [n, lw.shape().get(1).copied().unwrap_or(0) * p.groups, h, wd];
         let gm = Self::geom("conv2d_grad_input", &xs, lw.shape(), p)?;
         if lg.shape() != [gm.n, gm.cout, gm.oh, gm.ow] {
-            return Err(Error::shape("conv2d_grad_input", &[lg.shape(), lw.shape()], "grad has not the output's shape"));
+            return Err(Error::shape(
+                "conv2d_grad_input",
+                &[lg.shape(), lw.shape()],
+                "grad has not the output's shape",
+            ));
         }
         let gc = self.contiguous(grad, lg)?;
         let gl = Layout::contiguous(&[gm.n, gm.g, gm.cout / gm.g, gm.l()]);
@@ -229,7 +249,11 @@ impl<R: Runtime> GpuBackend<R> {
         let ws = [cout, lx.shape().get(1).copied().unwrap_or(0) / p.groups.max(1), kh, kw];
         let gm = Self::geom("conv2d_grad_weight", lx.shape(), &ws, p)?;
         if lg.shape() != [gm.n, gm.cout, gm.oh, gm.ow] {
-            return Err(Error::shape("conv2d_grad_weight", &[lx.shape(), lg.shape()], "grad has not the output's shape"));
+            return Err(Error::shape(
+                "conv2d_grad_weight",
+                &[lx.shape(), lg.shape()],
+                "grad has not the output's shape",
+            ));
         }
         let cols = self.im2col(x, lx, &gm, p)?;
         let colt = Layout::contiguous(&[gm.n, gm.g, gm.k(), gm.l()]).transpose(2, 3)?;

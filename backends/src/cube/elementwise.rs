@@ -126,31 +126,38 @@ pub(super) fn erf_nr<F: Float>(x: F, #[comptime] poly: bool) -> F {
 pub(super) fn exp_f<F: Float>(x: F, #[comptime] poly: bool) -> F {
     let mut y = F::new(0.0);
     if comptime![poly] {
-        let k = F::floor(x * (F::new(1.442_695) + F::new(1.925_963e-8)) + F::new(0.5));
-        let r = x - k * F::new(0.693_147_2) - k * F::new(-1.904_654_2e-9) - k * F::new(-1.110_223e-16);
-        let mut p = F::new(1.0);
-        for i in 0..14u32 {
-            p = F::new(1.0) + r * p / F::cast_from(14u32 - i);
-        }
-        let neg = k < F::new(0.0);
-        let mut e = u32::cast_from(F::abs(k));
-        let mut base = F::new(2.0);
-        let mut scale = F::new(1.0);
-        while e > 0 {
-            if e % 2 == 1 {
-                scale *= base;
-            }
-            base *= base;
-            e /= 2;
-        }
-        y = select(neg, p / scale, p * scale);
-        y = select(x > F::new(709.78), F::new(1.0) / F::new(0.0), y);
-        y = select(x < F::new(-745.0), F::new(0.0), y);
-        y = select(x != x, x, y);
+        y = exp_poly::<F>(x);
     } else {
-        y = exp_f::<F>(x, poly);
+        y = F::exp(x);
     }
     y
+}
+
+#[cube]
+fn exp_poly<F: Float>(x: F) -> F {
+    let k = F::floor(x * (F::new(1.442_695) + F::new(1.925_963e-8)) + F::new(0.5));
+    let r = x - k * F::new(0.693_147_2) - k * F::new(-1.904_654_2e-9) - k * F::new(-1.110_223e-16);
+    let mut p = F::new(1.0);
+    let mut i = 0u32.runtime();
+    while i < 14 {
+        p = F::new(1.0) + r * p / F::cast_from(14u32 - i);
+        i += 1;
+    }
+    let neg = k < F::new(0.0);
+    let mut e = u32::cast_from(F::abs(k));
+    let mut base = F::new(2.0);
+    let mut scale = F::new(1.0);
+    while e > 0 {
+        if e % 2 == 1 {
+            scale *= base;
+        }
+        base *= base;
+        e /= 2;
+    }
+    let mut y = select(neg, p / scale, p * scale);
+    y = select(x > F::new(709.78), F::new(1.0) / F::new(0.0), y);
+    y = select(x < F::new(-745.0), F::new(0.0), y);
+    select(x != x, x, y)
 }
 
 /// Natural log. With `poly`: an f32 `ln` refined by two Newton steps on `e^y = x`
@@ -159,16 +166,23 @@ pub(super) fn exp_f<F: Float>(x: F, #[comptime] poly: bool) -> F {
 pub(super) fn ln_f<F: Float>(x: F, #[comptime] poly: bool) -> F {
     let mut y = F::new(0.0);
     if comptime![poly] {
-        y = F::cast_from(f32::ln(f32::cast_from(x)));
-        let finite = y == y && F::abs(y) < F::new(1.0e30);
-        let mut i = 0u32.runtime();
-        while i < 2 {
-            let step = y - F::new(1.0) + x * exp_f::<F>(-y, true);
-            y = select(finite, step, y);
-            i += 1;
-        }
+        y = ln_poly::<F>(x);
     } else {
-        y = ln_f::<F>(x, poly);
+        y = F::ln(x);
+    }
+    y
+}
+
+#[cube]
+fn ln_poly<F: Float>(x: F) -> F {
+    let xf = f32::cast_from(x);
+    let mut y = F::cast_from(Log::ln(xf));
+    let finite = y == y && F::abs(y) < F::new(1.0e30);
+    let mut i = 0u32.runtime();
+    while i < 2 {
+        let step = y - F::new(1.0) + x * exp_poly::<F>(-y);
+        y = select(finite, step, y);
+        i += 1;
     }
     y
 }
@@ -179,29 +193,36 @@ pub(super) fn ln_f<F: Float>(x: F, #[comptime] poly: bool) -> F {
 fn sin_cos_f<F: Float>(x: F, #[comptime] cos: bool, #[comptime] poly: bool) -> F {
     let mut y = F::new(0.0);
     if comptime![poly] {
-        let k = F::floor(x * (F::new(0.636_619_8) + F::new(-1.691_203e-8)) + F::new(0.5));
-        let r = x - k * F::new(1.570_796_4) - k * F::new(-4.371_139e-8) - k * F::new(-1.776_356_8e-15);
-        let r2 = r * r;
-        let mut s = F::new(1.0);
-        let mut c = F::new(1.0);
-        for i in 0..10u32 {
-            let n = F::cast_from(20u32 - 2 * i);
-            s = F::new(1.0) - r2 * s / (n * (n + F::new(1.0)));
-            c = F::new(1.0) - r2 * c / (n * (n - F::new(1.0)));
-        }
-        s *= r;
-        let mut q = k - F::new(4.0) * F::floor(k / F::new(4.0));
-        if comptime![cos] {
-            q += F::new(1.0);
-        }
-        q = q - F::new(4.0) * F::floor(q / F::new(4.0));
-        y = select(q == F::new(0.0), s, select(q == F::new(1.0), c, select(q == F::new(2.0), -s, -c)));
+        y = sin_cos_poly::<F>(x, cos);
     } else if comptime![cos] {
-        y = sin_cos_f::<F>(x, true, poly);
+        y = F::cos(x);
     } else {
-        y = sin_cos_f::<F>(x, false, poly);
+        y = F::sin(x);
     }
     y
+}
+
+#[cube]
+fn sin_cos_poly<F: Float>(x: F, #[comptime] cos: bool) -> F {
+    let k = F::floor(x * (F::new(0.636_619_8) + F::new(-1.691_203e-8)) + F::new(0.5));
+    let r = x - k * F::new(1.570_796_4) - k * F::new(-4.371_139e-8) - k * F::new(-1.776_356_8e-15);
+    let r2 = r * r;
+    let mut s = F::new(1.0);
+    let mut c = F::new(1.0);
+    let mut i = 0u32.runtime();
+    while i < 10 {
+        let n = F::cast_from(20u32 - 2 * i);
+        s = F::new(1.0) - r2 * s / (n * (n + F::new(1.0)));
+        c = F::new(1.0) - r2 * c / (n * (n - F::new(1.0)));
+        i += 1;
+    }
+    s *= r;
+    let mut q = k - F::new(4.0) * F::floor(k / F::new(4.0));
+    if comptime![cos] {
+        q += F::new(1.0);
+    }
+    q = q - F::new(4.0) * F::floor(q / F::new(4.0));
+    select(q == F::new(0.0), s, select(q == F::new(1.0), c, select(q == F::new(2.0), -s, -c)))
 }
 
 /// `cos(x)` (see [`sin_cos_f`]).
@@ -215,17 +236,22 @@ pub(super) fn cos_f<F: Float>(x: F, #[comptime] poly: bool) -> F {
 fn pow_f<F: Float>(x: F, p: F, #[comptime] poly: bool) -> F {
     let mut y = F::new(0.0);
     if comptime![poly] {
-        let zero = F::new(0.0);
-        let integral = F::floor(p) == p;
-        let odd = integral && F::floor(p / F::new(2.0)) * F::new(2.0) != p;
-        let m = exp_f::<F>(p * ln_f::<F>(F::abs(x), true), true);
-        y = select(x < zero, select(integral, select(odd, -m, m), zero / zero), m);
-        y = select(x == zero, select(p > zero, zero, select(p == zero, F::new(1.0), F::new(1.0) / zero)), y);
-        y = select(p == zero, F::new(1.0), y);
+        y = pow_poly::<F>(x, p);
     } else {
         y = F::powf(x, p);
     }
     y
+}
+
+#[cube]
+fn pow_poly<F: Float>(x: F, p: F) -> F {
+    let zero = F::new(0.0);
+    let integral = F::floor(p) == p;
+    let odd = integral && F::floor(p / F::new(2.0)) * F::new(2.0) != p;
+    let m = exp_poly::<F>(p * ln_poly::<F>(F::abs(x)));
+    let mut y = select(x < zero, select(integral, select(odd, -m, m), zero / zero), m);
+    y = select(x == zero, select(p > zero, zero, select(p == zero, F::new(1.0), F::new(1.0) / zero)), y);
+    select(p == zero, F::new(1.0), y)
 }
 
 /// `tanh(x)`; with `poly`, `sign(x) (1 - 2 / (e^(2|x|) + 1))`.
@@ -233,12 +259,17 @@ fn pow_f<F: Float>(x: F, p: F, #[comptime] poly: bool) -> F {
 fn tanh_f<F: Float>(x: F, #[comptime] poly: bool) -> F {
     let mut y = F::new(0.0);
     if comptime![poly] {
-        let t = F::new(1.0) - F::new(2.0) / (exp_f::<F>(F::new(2.0) * F::abs(x), true) + F::new(1.0));
-        y = select(x < F::new(0.0), -t, t);
+        y = tanh_poly::<F>(x);
     } else {
-        y = tanh_f::<F>(x, poly);
+        y = F::tanh(x);
     }
     y
+}
+
+#[cube]
+fn tanh_poly<F: Float>(x: F) -> F {
+    let t = F::new(1.0) - F::new(2.0) / (exp_poly::<F>(F::new(2.0) * F::abs(x)) + F::new(1.0));
+    select(x < F::new(0.0), -t, t)
 }
 
 #[cube]
@@ -315,7 +346,15 @@ fn unary_kernel<F: Float + CubeElement>(
 
 /// i64 unary ops: `Neg`, `Abs`, `Sign`, integral `Affine` (wrapping, as on the CPU).
 #[cube(launch)]
-fn unary_int_kernel<I: Int + CubeElement>(x: &Tensor<I>, x_off: usize, out: &mut Array<I>, p0: I, p1: I, n: usize, #[comptime] op: u32) {
+fn unary_int_kernel<I: Int + CubeElement>(
+    x: &Tensor<I>,
+    x_off: usize,
+    out: &mut Array<I>,
+    p0: I,
+    p1: I,
+    n: usize,
+    #[comptime] op: u32,
+) {
     if ABSOLUTE_POS < n {
         let v = x[offset_of::<I>(x, x_off, ABSOLUTE_POS)];
         let zero = I::new(0);
@@ -421,19 +460,30 @@ fn binary_kernel<N: Numeric>(
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
-fn pow_kernel<F: Float>(
+/// The float-only binary ops: `Pow`, and `Maximum`/`Minimum` with `is_nan` (`a != a` may be
+/// folded away by shader compilers, which may assume no NaN in comparisons).
+fn float_binary_kernel<F: Float + CubePrimitive<WithScalar<bool> = bool>>(
     a: &Tensor<F>,
     a_off: usize,
     b: &Tensor<F>,
     b_off: usize,
     out: &mut Array<F>,
     n: usize,
+    #[comptime] op: u32,
     #[comptime] poly: bool,
 ) {
     if ABSOLUTE_POS < n {
         let x = a[offset_of::<F>(a, a_off, ABSOLUTE_POS)];
         let y = b[offset_of::<F>(b, b_off, ABSOLUTE_POS)];
-        out[ABSOLUTE_POS] = pow_f::<F>(x, y, poly);
+        let mut r = x;
+        if comptime![op == POW] {
+            r = pow_f::<F>(x, y, poly);
+        } else if comptime![op == MAXIMUM] {
+            r = select(F::is_nan(x) || x > y, x, y);
+        } else {
+            r = select(F::is_nan(x) || x < y, x, y);
+        }
+        out[ABSOLUTE_POS] = r;
     }
 }
 
@@ -574,12 +624,12 @@ impl<R: Runtime> GpuBackend<R> {
         let (ba, b_off) = self.view(b, lb);
         let (count, dim) = self.grid(n);
         let o = self.array(&out);
-        if op == BinaryOp::Pow {
-            with_float!("binary", a.dtype, F => pow_kernel::launch::<F, R>(
-                &self.client, count, dim, aa, a_off, ba, b_off, o, n, self.poly(a.dtype)
+        let code = binary_code(op);
+        if op == BinaryOp::Pow || (a.dtype.is_float() && matches!(op, BinaryOp::Maximum | BinaryOp::Minimum)) {
+            with_float!("binary", a.dtype, F => float_binary_kernel::launch::<F, R>(
+                &self.client, count, dim, aa, a_off, ba, b_off, o, n, code, self.poly(a.dtype)
             ));
         } else {
-            let code = binary_code(op);
             with_dtype!(a.dtype, E => binary_kernel::launch::<E, R>(
                 &self.client, count, dim, aa, a_off, ba, b_off, o, n, code
             ));

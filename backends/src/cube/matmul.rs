@@ -78,7 +78,13 @@ fn matmul_tiled<F: Float>(
 }
 
 impl<R: Runtime> GpuBackend<R> {
-    pub(super) fn matmul_impl(&self, a: &CubeStorage, la: &Layout, b: &CubeStorage, lb: &Layout) -> Result<CubeStorage> {
+    pub(super) fn matmul_impl(
+        &self,
+        a: &CubeStorage,
+        la: &Layout,
+        b: &CubeStorage,
+        lb: &Layout,
+    ) -> Result<CubeStorage> {
         self.same_device("matmul", a)?;
         self.same_device("matmul", b)?;
         if a.dtype != b.dtype {
@@ -163,11 +169,22 @@ impl<R: Runtime> GpuBackend<R> {
             (
                 TensorBinding::<R>::from_raw_parts(ac.handle.clone(), sa.into(), vec![batch, m, k].into()),
                 TensorBinding::<R>::from_raw_parts(bc.handle.clone(), sb.into(), vec![batch, k, n].into()),
-                TensorBinding::<R>::from_raw_parts(out.handle.clone(), vec![m * n, n, 1].into(), vec![batch, m, n].into()),
+                TensorBinding::<R>::from_raw_parts(
+                    out.handle.clone(),
+                    vec![m * n, n, 1].into(),
+                    vec![batch, m, n].into(),
+                ),
             )
         };
         let mut elems = MatmulElems::from_single_dtype(f32::as_type_native_unchecked());
-        launch_ref(&Strategy::Auto, &self.client, InputBinding::Normal(lhs, st), InputBinding::Normal(rhs, st), o, &mut elems)
-            .map_err(|e| Error::Unsupported { op: "matmul", msg: format!("cubek: {e:?}") })
+        launch_ref(
+            &Strategy::Auto,
+            &self.client,
+            InputBinding::Normal(lhs, st),
+            InputBinding::Normal(rhs, st),
+            o,
+            &mut elems,
+        )
+        .map_err(|e| Error::Unsupported { op: "matmul", msg: format!("cubek: {e:?}") })
     }
 }

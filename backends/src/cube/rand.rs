@@ -77,7 +77,10 @@ impl<R: Runtime> GpuBackend<R> {
     pub(super) fn rand_impl(&self, n: usize, dtype: DType, dist: Distribution, seed: u64) -> Result<CubeStorage> {
         self.check("rand", dtype)?;
         if !self.u64 {
-            return Err(Error::Unsupported { op: "rand", msg: format!("{} has no 64-bit integers in shaders", self.device) });
+            return Err(Error::Unsupported {
+                op: "rand",
+                msg: format!("{} has no 64-bit integers in shaders", self.device),
+            });
         }
         let out = self.alloc(n, dtype);
         if n == 0 {

@@ -104,7 +104,14 @@ fn arg_better<F: Numeric>(a: F, i: u32, b: F, j: u32, #[comptime] max: bool) -> 
 }
 
 #[cube(launch)]
-fn arg_rows<N: Numeric, I: Int>(x: &Array<N>, x_off: usize, out: &mut Array<I>, rows: usize, len: usize, #[comptime] max: bool) {
+fn arg_rows<N: Numeric, I: Int>(
+    x: &Array<N>,
+    x_off: usize,
+    out: &mut Array<I>,
+    rows: usize,
+    len: usize,
+    #[comptime] max: bool,
+) {
     let g = row_index();
     let tid = UNIT_POS as usize;
     let mut vals = SharedMemory::<N>::new(RBLOCK as usize);
@@ -143,7 +150,15 @@ fn arg_rows<N: Numeric, I: Int>(x: &Array<N>, x_off: usize, out: &mut Array<I>, 
 
 /// Softmax of each contiguous row: max, then sum of `exp(x - max)`, then the outputs.
 #[cube(launch)]
-fn softmax_rows<F: Float>(x: &Array<F>, x_off: usize, out: &mut Array<F>, rows: usize, len: usize, #[comptime] log: bool, #[comptime] poly: bool) {
+fn softmax_rows<F: Float>(
+    x: &Array<F>,
+    x_off: usize,
+    out: &mut Array<F>,
+    rows: usize,
+    len: usize,
+    #[comptime] log: bool,
+    #[comptime] poly: bool,
+) {
     let g = row_index();
     let tid = UNIT_POS as usize;
     let mut smem = SharedMemory::<F>::new(RBLOCK as usize);
