@@ -143,6 +143,8 @@ fn run(args: Args) -> Result<()> {
             test.len(),
             test.len() as f64 / s
         );
+        std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+        write_reconstructions(&model, &test, &args.out, device)?;
         return Ok(());
     }
 
@@ -226,9 +228,7 @@ fn run(args: Args) -> Result<()> {
     }
     let wall = start.elapsed().as_secs_f64();
 
-    let idx: Vec<usize> = (0..test.len().min(32)).collect();
-    let pairs = reconstructions(&trainer.model, &test, &idx, device)?;
-    plot::write_recon_grid(&args.out.join("reconstructions.png"), &pairs, test.rows, 8)?;
+    write_reconstructions(&trainer.model, &test, &args.out, device)?;
     let (acc, _) = evaluate(&trainer.model, &test, 100, device)?;
     println!(
         "final: test accuracy {:.2}% ({} digits), {} epochs, wall {wall:.1} s, {:.0} images/s (trained images per wall second, evaluation included); wrote {}, {} and {}",
@@ -241,6 +241,13 @@ fn run(args: Args) -> Result<()> {
         args.out.join("curves.svg").display()
     );
     Ok(())
+}
+
+/// Writes `OUT/reconstructions.png`: the first 32 test digits beside their reconstructions.
+fn write_reconstructions(model: &CapsNet, test: &Mnist, out: &std::path::Path, device: Device) -> Result<()> {
+    let idx: Vec<usize> = (0..test.len().min(32)).collect();
+    let pairs = reconstructions(model, test, &idx, device)?;
+    plot::write_recon_grid(&out.join("reconstructions.png"), &pairs, test.rows, 8)
 }
 
 /// Prints the parameter count and the state_dict keys grouped by kind.
