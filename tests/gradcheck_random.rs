@@ -35,14 +35,15 @@ fn check(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) -> std::res
 
 /// A shape and a partner that broadcasts against it (size-1 dims, fewer leading dims).
 fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
-    prop::collection::vec(1usize..4, 1..4).prop_flat_map(|a| {
-        let n = a.len();
-        (Just(a), prop::collection::vec(any::<bool>(), n), 0..n)
-    })
-    .prop_map(|(a, ones, drop_lead)| {
-        let b: Vec<usize> = a.iter().zip(&ones).map(|(&d, &one)| if one { 1 } else { d }).collect();
-        (a, b[drop_lead..].to_vec())
-    })
+    prop::collection::vec(1usize..4, 1..4)
+        .prop_flat_map(|a| {
+            let n = a.len();
+            (Just(a), prop::collection::vec(any::<bool>(), n), 0..n)
+        })
+        .prop_map(|(a, ones, drop_lead)| {
+            let b: Vec<usize> = a.iter().zip(&ones).map(|(&d, &one)| if one { 1 } else { d }).collect();
+            (a, b[drop_lead..].to_vec())
+        })
 }
 
 proptest! {
