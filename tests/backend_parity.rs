@@ -536,3 +536,120 @@ fn index_ops() {
         Ok(outs)
     });
 }
+
+// ---- Tensor and nn on the GPU: moves, gradients, errors, a training run ----
+
+use stategrad::autograd::{gradcheck, Tensor};
+use stategrad::nn::optim::{Optimizer, Sgd, SgdConfig};
+use stategrad::nn::{BatchNorm1d, Buffer, Forward, Linear, Module, Param};
+
+#[test]
+fn tensors_move_and_gradients_come_back() {
+    for d in gpu_devices() {
+        let x = Tensor::from_slice(&[1.0f32, -2.0, 3.0], &[3], Device::Cpu).unwrap().requires_grad(true).unwrap();
+        let on_gpu = x.to_device(d).unwrap();
+        assert_eq!(on_gpu.device(), d);
+        assert_eq!(on_gpu.to_device(Device::Cpu).unwrap().to_vec::<f32>().unwrap(), vec![1.0, -2.0, 3.0]);
+        let g = on_gpu.mul_scalar(2.0).unwrap().square().unwrap().sum_all().unwrap().backward().unwrap();
+        let gx = g.get(&x).unwrap();
+        assert_eq!(gx.device(), Device::Cpu, "the gradient of a CPU leaf lands on the CPU");
+        assert_eq!(gx.to_vec::<f32>().unwrap(), vec![8.0, -16.0, 24.0]);
+        let cpu = Tensor::ones(&[3], DType::F32, Device::Cpu).unwrap();
+        let err = on_gpu.add(&cpu).unwrap_err();
+        assert!(matches!(err, Error::Device { op: "add", .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("cpu") && msg.contains(&d.to_string()), "{msg}");
+    }
+}
+
+#[derive(Module)]
+struct Net {
+    fc: Linear,
+    bn: BatchNorm1d,
+    scale: Param,
+    table: Buffer,
+    scratch: Buffer,
+    plain: Tensor,
+}
+
+impl Net {
+    fn new() -> Net {
+        stategrad::autograd::manual_seed(7);
+        Net {
+            fc: Linear::new(5, 4).unwrap(),
+            bn: BatchNorm1d::new(4).unwrap(),
+            scale: Param::new(Tensor::full(&[4], 0.5, DType::F32, Device::Cpu).unwrap()),
+            table: Buffer::new(Tensor::arange(0, 4, DType::F32, Device::Cpu).unwrap()),
+            scratch: Buffer::non_persistent(Tensor::ones(&[4], DType::F32, Device::Cpu).unwrap()),
+            plain: Tensor::zeros(&[2], DType::F32, Device::Cpu).unwrap(),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.bn.forward(&self.fc.forward(x)?)?.relu()?;
+        h.mul(&self.scale.tensor()?)?.add(&self.table.tensor())?.mul(&self.scratch.tensor())
+    }
+}
+
+#[test]
+fn module_to_device_moves_every_param_and_buffer_and_nothing_else() {
+    for d in gpu_devices() {
+        let net = Net::new();
+        let before = net.state_dict();
+        let before: Vec<(String, Vec<f64>)> =
+            before.iter().map(|(k, t)| (k.to_string(), t.to_f64_vec().unwrap())).collect();
+        net.to_device(d).unwrap();
+        for (name, p) in net.named_parameters() {
+            assert_eq!(p.device(), d, "parameter {name}");
+        }
+        for (name, b) in net.named_buffers() {
+            assert_eq!(b.tensor().device(), d, "buffer {name} (persistent or not)");
+        }
+        assert_eq!(net.plain.device(), Device::Cpu, "a plain tensor field is not state");
+        // train a step there, then bring the state back and compare with a CPU twin
+        let x = Tensor::randn(&[6, 5], 0.0, 1.0, DType::F32, Device::Cpu).unwrap();
+        let net_cpu = Net::new();
+        let mut opt_gpu = Sgd::new(net.parameters(), SgdConfig::new(0.1)).unwrap();
+        let mut opt_cpu = Sgd::new(net_cpu.parameters(), SgdConfig::new(0.1)).unwrap();
+        for _ in 0..3 {
+            let loss = net.forward(&x.to_device(d).unwrap()).unwrap().square().unwrap().mean_all().unwrap();
+            opt_gpu.step(&loss.backward().unwrap()).unwrap();
+            let loss = net_cpu.forward(&x).unwrap().square().unwrap().mean_all().unwrap();
+            opt_cpu.step(&loss.backward().unwrap()).unwrap();
+        }
+        net.to_device(Device::Cpu).unwrap();
+        for ((k, a), (_, b)) in net.state_dict().iter().zip(net_cpu.state_dict().iter()) {
+            let (a, b) = (a.to_f64_vec().unwrap(), b.to_f64_vec().unwrap());
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-4 * (1.0 + y.abs())), "{k}: {a:?} vs {b:?}");
+        }
+        assert!(before.iter().any(|(k, v)| net.state_dict().get(k).unwrap().to_f64_vec().unwrap() != *v));
+    }
+}
+
+#[test]
+fn gradcheck_on_the_gpu() {
+    for d in gpu_devices() {
+        if !supports(d, DType::F64) {
+            eprintln!("{d}: no f64, gradcheck in f64 skipped on this device");
+            continue;
+        }
+        let leaf = |shape: &[usize], seed| {
+            let dist = Distribution::Uniform { lo: -1.0, hi: 1.0 };
+            Tensor::rand_seeded(shape, dist, DType::F64, d, seed).unwrap().requires_grad(true).unwrap()
+        };
+        let check = |name: &str, r: Result<stategrad::autograd::GradcheckReport>| {
+            if let Err(e) = r {
+                panic!("{d}: gradcheck of {name}: {e}");
+            }
+        };
+        check("mul (broadcast)", gradcheck(|x| x[0].mul(&x[1]), &[leaf(&[3, 4], 1), leaf(&[4], 2)]));
+        check("matmul (transposed)", gradcheck(|x| x[0].t()?.matmul(&x[1]), &[leaf(&[4, 3], 3), leaf(&[4, 2], 4)]));
+        check("softmax", gradcheck(|x| x[0].softmax(1), &[leaf(&[3, 5], 5)]));
+        check("log_softmax + sum", gradcheck(|x| x[0].log_softmax(0)?.sum(1, false), &[leaf(&[4, 3], 6)]));
+        let p = Conv2dParams { stride: (2, 1), padding: (1, 1), ..Default::default() };
+        check(
+            "conv2d",
+            gradcheck(move |x| x[0].conv2d(&x[1], None, p), &[leaf(&[2, 3, 5, 4], 7), leaf(&[2, 3, 3, 2], 8)]),
+        );
+    }
+}
