@@ -39,8 +39,9 @@ impl Tensor {
     }
 }
 
-struct Reshape {
-    input_shape: Vec<usize>,
+/// Reshapes the gradient back to the input's shape (also the rule of squeeze/unsqueeze).
+pub(crate) struct Reshape {
+    pub(crate) input_shape: Vec<usize>,
 }
 
 impl Backward for Reshape {

@@ -1,5 +1,6 @@
 //! `squeeze(dim)` / `unsqueeze(dim)`: views adding or removing a size-1 dimension.
-use crate::tape::{record, Backward};
+use crate::ops::reshape::Reshape;
+use crate::tape::record;
 use crate::{Error, Result, Tensor};
 
 impl Tensor {
@@ -7,7 +8,7 @@ impl Tensor {
     pub fn squeeze(&self, dim: impl crate::Dim) -> Result<Tensor> {
         let d = dim.to_index("squeeze", self.rank())?;
         let out = self.with_layout(self.layout().squeeze(d)?);
-        Ok(record(&[self], out, |_| Squeeze { input_shape: self.shape().to_vec() }))
+        Ok(record(&[self], out, |_| Reshape { input_shape: self.shape().to_vec() }))
     }
 
     /// Inserts a size-1 dimension at `dim` (`0..=rank`; negative counts from the end, -1
@@ -19,19 +20,10 @@ impl Tensor {
             return Err(Error::Dim { op: "unsqueeze", dim, rank: self.rank() });
         }
         let out = self.with_layout(self.layout().unsqueeze(d as usize)?);
-        Ok(record(&[self], out, |_| Squeeze { input_shape: self.shape().to_vec() }))
+        Ok(record(&[self], out, |_| Reshape { input_shape: self.shape().to_vec() }))
     }
 }
 
-struct Squeeze {
-    input_shape: Vec<usize>,
-}
-
-impl Backward for Squeeze {
-    fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        Ok(vec![Some(grad.reshape(&self.input_shape)?)])
-    }
-}
 
 #[cfg(test)]
 mod tests {
