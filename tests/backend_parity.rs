@@ -653,3 +653,18 @@ fn gradcheck_on_the_gpu() {
         );
     }
 }
+
+#[test]
+fn out_of_range_indices_are_errors_on_every_device() {
+    for d in std::iter::once(Device::Cpu).chain(gpu_devices()) {
+        let x = Tensor::ones(&[3, 4], DType::F32, d).unwrap();
+        let bad = Tensor::from_slice(&[0i64, 3], &[2], Device::Cpu).unwrap().to_device(d).unwrap();
+        let e = x.index_select(0, &bad).unwrap_err();
+        assert!(matches!(e, Error::Index { op: "index_select", index: 3, size: 3, .. }), "{d}: {e}");
+        let neg = Tensor::from_slice(&[-1i64, 0, 1, 2], &[1, 4], Device::Cpu).unwrap().to_device(d).unwrap();
+        let e = x.gather(0, &neg).unwrap_err();
+        assert!(matches!(e, Error::Index { op: "gather", index: -1, .. }), "{d}: {e}");
+        let ok = Tensor::from_slice(&[2i64, 0], &[2], Device::Cpu).unwrap().to_device(d).unwrap();
+        assert_eq!(x.index_select(0, &ok).unwrap().shape(), &[2, 4]);
+    }
+}

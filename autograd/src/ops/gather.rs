@@ -18,7 +18,24 @@ pub(crate) fn check_index(op: &'static str, x: &Tensor, d: usize, idx: &Tensor) 
             format!("index must have rank {} and fit outside dim {d}", x.rank()),
         ));
     }
-    Ok(())
+    check_range(op, idx, d, x.shape()[d])
+}
+
+/// Index values must lie in `0..size`. The CPU kernels check while they read; GPU kernels
+/// cannot report, so for a tensor on a GPU the smallest and largest index are read back here
+/// (one small device-to-host copy per index op: the price of a clear error instead of a
+/// silent zero).
+pub(crate) fn check_range(op: &'static str, idx: &Tensor, dim: usize, size: usize) -> Result<()> {
+    if idx.device().is_cpu() || idx.numel() == 0 {
+        return Ok(());
+    }
+    let all: Vec<usize> = (0..idx.rank()).collect();
+    let lo = idx.reduce_kernel(stategrad_backends::ReduceOp::Min, &all, false)?.item()? as i64;
+    let hi = idx.reduce_kernel(stategrad_backends::ReduceOp::Max, &all, false)?.item()? as i64;
+    match [lo, hi].into_iter().find(|&i| i < 0 || i as usize >= size) {
+        Some(bad) => Err(Error::Index { op, index: bad, dim, size }),
+        None => Ok(()),
+    }
 }
 
 impl Tensor {

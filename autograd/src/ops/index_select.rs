@@ -17,6 +17,7 @@ impl Tensor {
         if idx.device() != self.device() {
             return Err(Error::Device { op: "index_select", a: self.device(), b: idx.device() });
         }
+        crate::ops::gather::check_range("index_select", idx, d, self.shape()[d])?;
         let mut shape = self.shape().to_vec();
         shape[d] = idx.numel();
         let out = Tensor::fresh(self.storage().index_select(self.layout(), d, idx.storage(), idx.layout())?, &shape);

@@ -2,9 +2,9 @@
 //!
 //! Inputs are read through their strides. scatter_add is deterministic: one thread per
 //! destination element sums, in index order, the sources that land on it (no float atomics,
-//! which WGSL lacks). Index ranges are not validated on the device, because reporting an
-//! error would need a read-back per op: an out-of-range index reads 0 (index_select,
-//! gather) or is skipped (scatter_add). The CPU backend reports them as `Error::Index`.
+//! which WGSL lacks). Index ranges are not validated inside these kernels (an out-of-range
+//! index reads 0 or is skipped); the autograd ops check the index's min and max first and
+//! return `Error::Index`, as the CPU kernels do.
 use cubecl::prelude::*;
 
 use super::{with_dtype, CubeStorage, GpuBackend};
