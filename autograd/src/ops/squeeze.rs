@@ -24,7 +24,6 @@ impl Tensor {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use crate::testing::*;
