@@ -275,9 +275,8 @@ impl Tensor {
         if T::DTYPE != self.dtype() {
             return Err(Error::DTypeMismatch { op: "to_vec", lhs: self.dtype(), rhs: T::DTYPE });
         }
-        match self.0.storage.to_host(&self.0.layout)? {
-            host => Ok(T::slice(&host).map(|s| s.to_vec()).unwrap_or_default()),
-        }
+        let host = self.0.storage.to_host(&self.0.layout)?;
+        Ok(T::slice(&host).map(|s| s.to_vec()).unwrap_or_default())
     }
 
     /// The elements, row-major, converted to f64 (any dtype).

@@ -175,6 +175,7 @@ pub trait Kernels {
     fn device(&self) -> Device;
 
     /// Copies host data onto the device.
+    #[allow(clippy::wrong_self_convention)] // a backend method, not a constructor
     fn from_host(&self, data: &CpuStorage) -> Result<Self::Storage>;
     /// Copies the elements of the view `l` back to the host, contiguous.
     fn to_host(&self, x: &Self::Storage, l: &Layout) -> Result<CpuStorage>;

@@ -11,7 +11,10 @@ use stategrad_backends::{
     BinaryOp, CpuStorage, DType, Distribution, Error, Kernels, Layout, UnaryOp,
 };
 
-const UNARY: [(UnaryOp, fn(f64) -> f64); 17] = [
+type Unary = (UnaryOp, fn(f64) -> f64);
+type Binary = (BinaryOp, fn(f64, f64) -> f64);
+
+const UNARY: [Unary; 17] = [
     (UnaryOp::Neg, |x| -x),
     (UnaryOp::Abs, f64::abs),
     (UnaryOp::Exp, f64::exp),
@@ -56,7 +59,7 @@ fn check_unary(shape: &[usize], view: View, f32: bool, seed: u64) {
     }
 }
 
-const BINARY: [(BinaryOp, fn(f64, f64) -> f64); 11] = [
+const BINARY: [Binary; 11] = [
     (BinaryOp::Add, |a, b| a + b),
     (BinaryOp::Sub, |a, b| a - b),
     (BinaryOp::Mul, |a, b| a * b),
