@@ -54,15 +54,15 @@ pub fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &La
         (CpuStorage::I64(a), CpuStorage::I64(b)) => match int_op(op) {
             Some(f) => CpuStorage::I64(zip_strided(a, la, b, lb, f)),
             None => {
-                return Err(Error::DType { op: "binary", expected: "a float dtype for div and pow", got: a_dtype(a) })
+                return Err(Error::DType {
+                    op: "binary",
+                    expected: "a float dtype for div and pow",
+                    got: crate::DType::I64,
+                })
             }
         },
         _ => return Err(Error::DTypeMismatch { op: "binary", lhs: a.dtype(), rhs: b.dtype() }),
     })
-}
-
-fn a_dtype(_: &[i64]) -> crate::DType {
-    crate::DType::I64
 }
 
 /// `cond != 0 ? a : b` over three views of one shape.
@@ -79,15 +79,7 @@ pub fn where_cond(
         CpuStorage::F64(c) => super::map_strided(c, lc, |v| v != 0.0),
         CpuStorage::I64(c) => super::map_strided(c, lc, |v| v != 0),
     };
-    let ml = Layout::contiguous(lc.shape());
-    fn pick<T: crate::cpu::Pooled + Sync + Default>(
-        m: &[bool],
-        _ml: &Layout,
-        a: &[T],
-        la: &Layout,
-        b: &[T],
-        lb: &Layout,
-    ) -> Vec<T> {
+    fn pick<T: crate::cpu::Pooled + Sync + Default>(m: &[bool], a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
         let (a, b) = (super::contiguous_cow(a, la), super::contiguous_cow(b, lb));
         super::build(m.len(), 1, |start, o| {
             for (i, o) in (start..).zip(o.iter_mut()) {
@@ -96,9 +88,9 @@ pub fn where_cond(
         })
     }
     Ok(match (a, b) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(pick(&mask, &ml, a, la, b, lb)),
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(pick(&mask, &ml, a, la, b, lb)),
-        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(pick(&mask, &ml, a, la, b, lb)),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(pick(&mask, a, la, b, lb)),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(pick(&mask, a, la, b, lb)),
+        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(pick(&mask, a, la, b, lb)),
         _ => return Err(Error::DTypeMismatch { op: "where", lhs: a.dtype(), rhs: b.dtype() }),
     })
 }
