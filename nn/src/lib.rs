@@ -46,6 +46,7 @@ mod ser;
 mod state_dict;
 mod state_graph;
 mod sync;
+mod visit;
 
 pub use buffer::Buffer;
 pub use checkpoint::{load_safetensors, save_safetensors};
@@ -55,8 +56,11 @@ pub use param::Param;
 /// petgraph, whose graph type [`StateGraph::graph`] returns.
 pub use petgraph;
 pub use registry::ModuleDict;
+pub use visit::VisitState;
 pub use state_dict::{LoadReport, Mismatch, StateDict, UnmatchedKey};
 pub use state_graph::{StateGraph, StateNode};
 pub use stategrad_autograd::{SerData, SerTensor};
-/// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields.
+/// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields, each visited through
+/// its type's [`VisitState`]; a field whose type implements none is a compile error naming
+/// the field (derive `Module` on that type, or mark the field `#[module(skip)]`).
 pub use stategrad_derive::Module;

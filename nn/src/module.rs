@@ -225,12 +225,24 @@ pub trait Forward {
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
 }
 
-/// Support for the code `#[derive(Module)]` writes (not for direct use).
+/// A boxed module is a module (`Box<dyn Layer>`, `Box<Linear>`, ...): it forwards to the box's
+/// contents, so a `Box` field of a derived module is a child like the unboxed one.
+impl<M: Module + ?Sized> Module for Box<M> {
+    fn visit(&self, v: &mut dyn Visitor) {
+        (**self).visit(v)
+    }
+    fn type_name(&self) -> &'static str {
+        (**self).type_name()
+    }
+}
+
+/// Support for the code `#[derive(Module)]` and [`crate::VisitState`] write (not for direct
+/// use).
 #[doc(hidden)]
 pub mod derive_support {
     use super::{Module, Visitor};
 
-    /// A module whose `visit` is a closure (the derive's `Vec` fields).
+    /// A module whose `visit` is a closure (list and map fields: entries by index or key).
     pub struct FnModule<F: Fn(&mut dyn Visitor)>(pub F);
 
     impl<F: Fn(&mut dyn Visitor)> Module for FnModule<F> {
@@ -242,36 +254,10 @@ pub mod derive_support {
         }
     }
 
-    /// Wraps a field so that method resolution picks [`ModuleField`] when the field is a
-    /// module and [`PlainField`] (nothing) otherwise.
-    pub struct FieldProbe<'a, T: ?Sized>(pub &'a T);
-
-    /// A field that is a module: visited as a child.
-    pub trait ModuleField {
-        /// Visits the field.
-        fn visit_field(&self, name: &str, v: &mut dyn Visitor);
-    }
-
-    impl<T: Module + ?Sized> ModuleField for FieldProbe<'_, T> {
-        fn visit_field(&self, name: &str, v: &mut dyn Visitor) {
-            v.module(name, &Dyn(self.0))
-        }
-    }
-
-    /// A field that is not state: skipped.
-    pub trait PlainField {
-        /// Does nothing.
-        fn visit_field(&self, name: &str, v: &mut dyn Visitor);
-    }
-
-    impl<T: ?Sized> PlainField for &FieldProbe<'_, T> {
-        fn visit_field(&self, _name: &str, _v: &mut dyn Visitor) {}
-    }
-
     /// A `&T` (maybe unsized) seen as a `&dyn Module`.
-    struct Dyn<'a, T: ?Sized>(&'a T);
+    pub struct AsDynModule<'a, T: ?Sized>(pub &'a T);
 
-    impl<T: Module + ?Sized> Module for Dyn<'_, T> {
+    impl<T: Module + ?Sized> Module for AsDynModule<'_, T> {
         fn visit(&self, v: &mut dyn Visitor) {
             self.0.visit(v)
         }

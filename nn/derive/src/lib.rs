@@ -1,26 +1,21 @@
 //! `#[derive(Module)]`: writes a module's `visit` from its fields.
 //!
-//! Each named field becomes one call on the visitor, under the field's name, exactly the
-//! calls a hand-written `visit` (or a run-time `ModuleDict`) makes:
+//! Each named field becomes one call of `stategrad_nn::VisitState::visit_state` under the
+//! field's name, exactly the calls a hand-written `visit` (or a run-time `ModuleDict`)
+//! makes. What a field holds is decided by its type's `VisitState` implementation, never by
+//! how the type is spelled: `Param`, `Buffer` and `Training` visit themselves, any `Module`
+//! is a child, `Option`/`Vec`/arrays/maps/`Arc` visit their contents, plain data (numbers,
+//! `String`, `Device`, `DType`, a plain `Tensor`) visits nothing.
 //!
-//! | field type | call |
-//! | --- | --- |
-//! | `Param` | `v.param("name", &self.name)` |
-//! | `Buffer` | `v.buffer("name", &self.name)` |
-//! | `Training` | `v.training(&self.name)` (the module's train/eval flag) |
-//! | `Option<T>` | as `T` when `Some`, nothing when `None` |
-//! | `Vec<T>` | a child module `name` whose entries are named `0`, `1`, ... |
-//! | any type implementing `Module` | `v.module("name", &self.name)` |
-//! | anything else (`Tensor`, `f64`, ...) | nothing: not state |
-//!
-//! `Param`, `Buffer`, `Training`, `Option` and `Vec` are recognised by the last segment of
-//! the field's type path; whether any other type is a module is decided by the compiler
-//! (a field whose type implements `Module` is visited, any other is skipped). Mark a field
-//! `#[module(skip)]` to leave it out explicitly.
+//! A field whose type implements none of it is a compile error at that field, naming it
+//! (`required by a bound in field_<name>`) and saying to derive `Module` on the type or to
+//! mark the field `#[module(skip)]`. Nothing is dropped silently.
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
-use quote::{format_ident, quote};
-use syn::{parse_macro_input, Data, DeriveInput, Fields, GenericArgument, PathArguments, Type};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{parse_macro_input, parse_quote, Data, DeriveInput, Fields};
 
 /// Derives `stategrad_nn::Module` for a struct with named fields (see the crate docs for
 /// how each field type is visited).
@@ -47,23 +42,41 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         },
         _ => return Err(syn::Error::new_spanned(&input.ident, "derive(Module) supports structs only")),
     };
+    let type_params: Vec<syn::Ident> = input.generics.type_params().map(|p| p.ident.clone()).collect();
+    let mut generics = input.generics.clone();
     let mut calls = Vec::new();
     for field in fields {
         if is_skipped(field)? {
             continue;
         }
-        let ident = field.ident.as_ref().expect("named field");
+        let Some(ident) = field.ident.as_ref() else { continue };
         let name = ident.to_string();
-        let access = quote!(&self.#ident);
-        calls.push(visit_value(&field.ty, quote!(#name), access, 0));
+        let ty = &field.ty;
+        // A field whose type mentions a type parameter needs the bound on the impl.
+        if mentions_any(ty, &type_params) {
+            generics.make_where_clause().predicates.push(parse_quote!(#ty: ::stategrad_nn::VisitState));
+        }
+        // One checking function per field, so that a type without `VisitState` is an error
+        // at this field that names it ("required by a bound in `field_<name>`").
+        let check = format_ident!("field_{}", name.trim_start_matches("r#"));
+        calls.push(quote_spanned! {ty.span()=>
+            {
+                #[allow(non_snake_case)]
+                fn #check<T: ::stategrad_nn::VisitState + ?Sized>(
+                    x: &T,
+                    v: &mut dyn ::stategrad_nn::Visitor,
+                ) {
+                    ::stategrad_nn::VisitState::visit_state(x, #name, v)
+                }
+                #check::<#ty>(&self.#ident, v);
+            }
+        });
     }
     let ident = &input.ident;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     Ok(quote! {
         impl #impl_generics ::stategrad_nn::Module for #ident #ty_generics #where_clause {
             fn visit(&self, v: &mut dyn ::stategrad_nn::Visitor) {
-                #[allow(unused_imports)]
-                use ::stategrad_nn::derive_support::{ModuleField as _, PlainField as _};
                 #(#calls)*
             }
         }
@@ -85,43 +98,21 @@ fn is_skipped(field: &syn::Field) -> syn::Result<bool> {
     Ok(skip)
 }
 
-/// The last path segment of `ty` and its single generic type argument, if any.
-fn last_segment(ty: &Type) -> Option<(String, Option<&Type>)> {
-    let Type::Path(p) = ty else { return None };
-    let seg = p.path.segments.last()?;
-    let arg = match &seg.arguments {
-        PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
-            GenericArgument::Type(t) => Some(t),
-            _ => None,
-        }),
-        _ => None,
-    };
-    Some((seg.ident.to_string(), arg))
-}
-
-/// The visitor call for one value of type `ty`, reached by the expression `access` (a
-/// reference), named by the expression `name` (a `&str`).
-fn visit_value(ty: &Type, name: Tokens, access: Tokens, depth: usize) -> Tokens {
-    let kind = last_segment(ty);
-    match kind.as_ref().map(|(s, arg)| (s.as_str(), *arg)) {
-        Some(("Param", None)) => quote!(v.param(#name, #access);),
-        Some(("Buffer", None)) => quote!(v.buffer(#name, #access);),
-        Some(("Training", None)) => quote!(v.training(#access);),
-        Some(("Option", Some(inner))) => {
-            let item = format_ident!("__item{}", depth);
-            let body = visit_value(inner, name, quote!(#item), depth + 1);
-            quote!(if let ::core::option::Option::Some(#item) = #access { #body })
-        }
-        Some(("Vec", Some(inner))) => {
-            let item = format_ident!("__item{}", depth);
-            let index = format_ident!("__index{}", depth);
-            let body = visit_value(inner, quote!(&#index.to_string()), quote!(#item), depth + 1);
-            quote! {
-                v.module(#name, &::stategrad_nn::derive_support::FnModule(|v: &mut dyn ::stategrad_nn::Visitor| {
-                    for (#index, #item) in (#access).iter().enumerate() { #body }
-                }));
-            }
-        }
-        _ => quote!((&::stategrad_nn::derive_support::FieldProbe(#access)).visit_field(#name, v);),
+/// True when `ty` names one of `params` anywhere (`T`, `Vec<T>`, `Option<Box<T>>`, ...).
+fn mentions_any(ty: &syn::Type, params: &[syn::Ident]) -> bool {
+    struct Finder<'a> {
+        params: &'a [syn::Ident],
+        found: bool,
     }
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_path(&mut self, p: &'ast syn::Path) {
+            if p.segments.first().is_some_and(|s| self.params.contains(&s.ident)) {
+                self.found = true;
+            }
+            syn::visit::visit_path(self, p);
+        }
+    }
+    let mut f = Finder { params, found: false };
+    f.visit_type(ty);
+    f.found
 }

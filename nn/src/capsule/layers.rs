@@ -55,6 +55,7 @@ pub struct DigitCapsules {
     /// Routing iterations (the paper: 3). Not state.
     pub iters: usize,
     /// Whether the routing coefficients are on the tape. Not state.
+    #[module(skip)]
     pub mode: RoutingMode,
 }
 

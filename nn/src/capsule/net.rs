@@ -102,6 +102,7 @@ pub struct CapsNet {
     /// Reconstruction decoder.
     pub decoder: Decoder,
     /// The sizes (not state).
+    #[module(skip)]
     pub config: CapsNetConfig,
 }
 

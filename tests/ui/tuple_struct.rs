@@ -1,0 +1,7 @@
+// State is named by field: a tuple struct has no names.
+use stategrad::nn::{Linear, Module};
+
+#[derive(Module)]
+struct Net(Linear);
+
+fn main() {}
