@@ -89,7 +89,18 @@ fn strict_load_reports_every_problem_at_once_and_changes_nothing() {
     sd.insert("table", Tensor::zeros(&[2, 2], DType::F32, Device::Cpu).unwrap()); // dtype
     let err = m.load_state_dict(&sd, true).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, Error::State { .. }));
+    // The error carries the report itself: callers match on it instead of parsing prose.
+    let Error::Load { op: "load_state_dict", report } = &err else { panic!("not a Load error: {err:?}") };
+    let keys = |l: &[stategrad::nn::UnmatchedKey]| l.iter().map(|k| k.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&report.missing), ["fc.weight", "fc.bias", "bn.running_var"]);
+    assert_eq!(keys(&report.unexpected), ["fc.wieght", "decoder.gamma"]);
+    assert_eq!(report.unexpected[0].suggestion.as_deref(), Some("fc.weight"));
+    assert_eq!(report.shape_mismatches[0].key, "bn.weight");
+    assert_eq!((report.shape_mismatches[0].expected_shape.clone(), report.shape_mismatches[0].found_shape.clone()), (vec![2], vec![3]));
+    assert_eq!(report.dtype_mismatches[0].key, "table");
+    assert!(report.loaded.is_empty(), "nothing was loaded, the report must not say otherwise");
+    assert!(msg.starts_with("load_state_dict: strict load failed, nothing loaded:"), "{msg}");
+    assert!(!msg.contains("keys loaded"), "contradictory message: {msg}");
     for needle in [
         "\"fc.bias\"",
         "\"bn.running_var\"",

@@ -5,7 +5,7 @@
 //! torch's `fast_mode`): analytically by one backward pass per projection, numerically by
 //! `(v . f(x + eps e_j) - v . f(x - eps e_j)) / 2 eps` for every input element `j`. A wrong
 //! rule shows up in every projection with probability 1.
-use stategrad_backends::{DType, Distribution, Error, Result};
+use stategrad_backends::{DType, Distribution, Error, GradcheckFailure, Result};
 
 use crate::{grad, Tensor};
 
@@ -60,7 +60,7 @@ pub fn gradcheck_with(
     }
     let checked: Vec<usize> = (0..inputs.len()).filter(|&i| inputs[i].is_tracked()).collect();
     if checked.is_empty() {
-        return Err(Error::Gradcheck { msg: "no input requires grad".into() });
+        return Err(Error::argument("gradcheck", "no input requires grad"));
     }
     let tracked: Vec<&Tensor> = checked.iter().map(|&i| &inputs[i]).collect();
     let uniform = Distribution::Uniform { lo: -1.0, hi: 1.0 };
@@ -100,7 +100,7 @@ fn numerical_compare(
     // Perturbed inputs keep their tracked status, so that a function which differentiates
     // inside (gradgradcheck) still can; first-order checks pay a little recording for it.
     let mut plain: Vec<Tensor> = inputs.to_vec();
-    let mut worst: Option<(f64, String)> = None;
+    let mut worst: Option<(f64, GradcheckFailure)> = None;
     let mut max_abs_error = 0.0f64;
     let mut elements = 0;
     for (c, &i) in checked.iter().enumerate() {
@@ -123,19 +123,24 @@ fn numerical_compare(
                 max_abs_error = max_abs_error.max(err);
                 let excess = err - (opts.atol + opts.rtol * numerical.abs());
                 if excess > 0.0 && worst.as_ref().is_none_or(|(w, _)| excess > *w) {
-                    let msg = format!(
-                        "input {i}, element {j} (of shape {shape:?}), projection {k}: analytical {analytic:.10e} vs \
-                         numerical {numerical:.10e} (atol {}, rtol {})",
-                        opts.atol, opts.rtol
-                    );
-                    worst = Some((excess, msg));
+                    let failure = GradcheckFailure {
+                        input: i,
+                        element: j,
+                        shape: shape.clone(),
+                        projection: k,
+                        analytical: analytic,
+                        numerical,
+                        atol: opts.atol,
+                        rtol: opts.rtol,
+                    };
+                    worst = Some((excess, failure));
                 }
             }
         }
         plain[i] = inputs[i].clone();
     }
     match worst {
-        Some((_, msg)) => Err(Error::Gradcheck { msg }),
+        Some((_, failure)) => Err(Error::Gradcheck(Box::new(failure))),
         None => Ok(GradcheckReport { elements, max_abs_error }),
     }
 }
@@ -152,9 +157,12 @@ pub fn gradgradcheck_with(
     inputs: &[Tensor],
     opts: GradcheckOptions,
 ) -> Result<GradcheckReport> {
+    let Some(first) = inputs.first() else {
+        return Err(Error::argument("gradgradcheck", "no inputs"));
+    };
     let uniform = Distribution::Uniform { lo: -1.0, hi: 1.0 };
     let out_shape = f(inputs)?.shape().to_vec();
-    let v = Tensor::rand_seeded(&out_shape, uniform, DType::F64, inputs[0].device(), opts.seed ^ 0x7676)?;
+    let v = Tensor::rand_seeded(&out_shape, uniform, DType::F64, first.device(), opts.seed ^ 0x7676)?;
     let us: Vec<Tensor> = inputs
         .iter()
         .enumerate()

@@ -38,6 +38,7 @@ pub use gradcheck::{gradcheck, gradcheck_with, gradgradcheck, gradgradcheck_with
 pub use grads::Grads;
 pub use serde::{SerData, SerTensor};
 pub use stategrad_backends::{
+    GradcheckFailure, LoadReport, Mismatch, UnmatchedKey,
     BinaryOp, Conv2dParams, CpuStorage, DType, Device, Element, Error, HostElement, Layout, ReduceOp, Result, Storage,
     UnaryOp,
 };

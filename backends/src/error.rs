@@ -1,5 +1,5 @@
 //! The one `Error` type of stategrad (re-exported by every crate above this one).
-use crate::{DType, Device};
+use crate::{DType, Device, GradcheckFailure, LoadReport};
 
 /// Every fallible stategrad API returns this error. Each variant names the op (or file)
 /// and the shapes, dtypes, devices or keys involved.
@@ -118,11 +118,36 @@ pub enum Error {
         /// What was found (e.g. "NaN in the gradient of input 0").
         what: String,
     },
-    /// A gradient check that failed.
-    #[error("gradcheck: {msg}")]
-    Gradcheck {
-        /// The worst element: input, index, analytical, numerical.
+    /// A gradient check that failed: the worst element, with both values.
+    #[error("gradcheck: {0}")]
+    Gradcheck(Box<GradcheckFailure>),
+    /// A strict state-dict load that found problems; nothing was changed. The report lists
+    /// every missing and unexpected key (with suggestions) and every shape or dtype mismatch.
+    #[error("{op}: strict load failed, nothing loaded:{}", Problems(report))]
+    Load {
+        /// The call (`load_state_dict`, `load_safetensors`, ...).
+        op: &'static str,
+        /// What was found.
+        report: Box<LoadReport>,
+    },
+    /// An argument outside what the op accepts (a probability outside [0, 1], a chunk
+    /// count of zero, an empty list of tensors, ...).
+    #[error("{op}: {msg}")]
+    Argument {
+        /// The op.
+        op: &'static str,
+        /// What is wrong, with the value.
         msg: String,
+    },
+    /// An allocation that the device could not satisfy.
+    #[error("{op}: out of memory allocating {bytes} bytes on {device}")]
+    OutOfMemory {
+        /// The op that allocated.
+        op: &'static str,
+        /// The size asked for.
+        bytes: u128,
+        /// Where.
+        device: Device,
     },
     /// Module state: bad names, duplicate registrations, missing or unexpected keys.
     #[error("{op}: {msg}")]
@@ -161,6 +186,15 @@ pub enum Error {
     },
 }
 
+/// Displays a report's problems only (the error's message).
+struct Problems<'a>(&'a LoadReport);
+
+impl std::fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt_problems(f)
+    }
+}
+
 /// `Result` with stategrad's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -168,6 +202,11 @@ impl Error {
     /// Shorthand for [`Error::Shape`].
     pub fn shape(op: &'static str, shapes: &[&[usize]], msg: impl Into<String>) -> Self {
         Error::Shape { op, shapes: shapes.iter().map(|s| s.to_vec()).collect(), msg: msg.into() }
+    }
+
+    /// Shorthand for [`Error::Argument`].
+    pub fn argument(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Argument { op, msg: msg.into() }
     }
 
     /// Shorthand for [`Error::Io`].

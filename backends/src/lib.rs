@@ -14,6 +14,7 @@ mod dtype;
 mod error;
 mod kernel;
 mod layout;
+mod report;
 mod rng;
 mod storage;
 
@@ -22,5 +23,6 @@ pub use dtype::{DType, Element, HostElement};
 pub use error::{Error, Result};
 pub use kernel::{BinaryOp, Conv2dParams, Distribution, Kernels, ReduceOp, UnaryOp};
 pub use layout::{broadcast_shapes, Dims, Layout, StridedIndex};
+pub use report::{GradcheckFailure, LoadReport, Mismatch, UnmatchedKey};
 pub use rng::{normal_at, uniform_at};
 pub use storage::{CpuStorage, Storage};

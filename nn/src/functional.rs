@@ -36,10 +36,7 @@ pub fn nll(log_probs: &Tensor, target: &Tensor) -> Result<Tensor> {
 pub fn cross_entropy(logits: &Tensor, target: &Tensor, label_smoothing: f64) -> Result<Tensor> {
     check_targets("cross_entropy", logits, target)?;
     if !(0.0..=1.0).contains(&label_smoothing) {
-        return Err(Error::State {
-            op: "cross_entropy",
-            msg: format!("label smoothing {label_smoothing} outside [0, 1]"),
-        });
+        return Err(Error::argument("cross_entropy", format!("label smoothing {label_smoothing} outside [0, 1]")));
     }
     let log_probs = logits.log_softmax(-1)?;
     let loss = nll(&log_probs, target)?;

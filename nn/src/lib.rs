@@ -57,7 +57,8 @@ pub use param::Param;
 pub use petgraph;
 pub use registry::ModuleDict;
 pub use visit::VisitState;
-pub use state_dict::{LoadReport, Mismatch, StateDict, UnmatchedKey};
+pub use state_dict::StateDict;
+pub use stategrad_autograd::{LoadReport, Mismatch, UnmatchedKey};
 pub use state_graph::{StateGraph, StateNode};
 pub use stategrad_autograd::{SerData, SerTensor};
 /// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields, each visited through

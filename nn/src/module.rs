@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use stategrad_autograd::{DType, Device, Result, Tensor};
 
-use crate::state_dict::{load_into, LoadReport, StateDict};
+use crate::state_dict::{load_into, StateDict};
+use crate::LoadReport;
 use crate::state_graph::StateGraph;
 use crate::{Buffer, Param};
 
@@ -136,7 +137,7 @@ pub trait Module {
 
     /// Loads `sd` into this module's parameters and persistent buffers (moved to each
     /// handle's device). Strict: any missing or unexpected key, or any shape or dtype
-    /// mismatch, fails with one [`stategrad_autograd::Error::State`] listing them all, and
+    /// mismatch, fails with one [`stategrad_autograd::Error::Load`] carrying the report, and
     /// nothing is changed. Not strict: loads what matches and reports the rest.
     fn load_state_dict(&self, sd: &StateDict, strict: bool) -> Result<LoadReport> {
         load_into(&self.state_graph(), sd, strict)

@@ -1,9 +1,8 @@
 //! `StateDict` (ordered name -> tensor), loading one into a module (`LoadReport`, strict
 //! and non-strict), and "did you mean" suggestions for unknown keys.
 use std::collections::HashMap;
-use std::fmt;
 
-use stategrad_autograd::{DType, Error, Result, Tensor};
+use stategrad_autograd::{Error, LoadReport, Mismatch, Result, Tensor, UnmatchedKey};
 
 use crate::state_graph::{StateGraph, StateNode};
 
@@ -83,94 +82,6 @@ impl FromIterator<(String, Tensor)> for StateDict {
     }
 }
 
-/// A key whose tensor does not fit the module's: expected and found shape and dtype.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Mismatch {
-    /// The dotted name.
-    pub key: String,
-    /// The module's shape.
-    pub expected_shape: Vec<usize>,
-    /// The state dict's shape.
-    pub found_shape: Vec<usize>,
-    /// The module's dtype.
-    pub expected_dtype: DType,
-    /// The state dict's dtype.
-    pub found_dtype: DType,
-}
-
-/// A key present on one side only, with the closest key of the other side (by edit
-/// distance), if one is close.
-#[derive(Clone, Debug, PartialEq)]
-pub struct UnmatchedKey {
-    /// The dotted name.
-    pub key: String,
-    /// "Did you mean ...?"
-    pub suggestion: Option<String>,
-}
-
-/// What a `load_state_dict` did and found.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LoadReport {
-    /// Keys loaded, in the module's order.
-    pub loaded: Vec<String>,
-    /// Module keys absent from the state dict.
-    pub missing: Vec<UnmatchedKey>,
-    /// State dict keys the module does not have.
-    pub unexpected: Vec<UnmatchedKey>,
-    /// Keys whose shape differs (not loaded).
-    pub shape_mismatches: Vec<Mismatch>,
-    /// Keys whose dtype differs, same shape (not loaded).
-    pub dtype_mismatches: Vec<Mismatch>,
-}
-
-impl LoadReport {
-    /// True when every key matched and loaded.
-    pub fn is_clean(&self) -> bool {
-        self.missing.is_empty()
-            && self.unexpected.is_empty()
-            && self.shape_mismatches.is_empty()
-            && self.dtype_mismatches.is_empty()
-    }
-}
-
-impl fmt::Display for LoadReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let keys = |f: &mut fmt::Formatter<'_>, what: &str, list: &[UnmatchedKey]| -> fmt::Result {
-            if list.is_empty() {
-                return Ok(());
-            }
-            write!(f, "\n  {what} ({}):", list.len())?;
-            for k in list {
-                write!(f, " {:?}", k.key)?;
-                if let Some(s) = &k.suggestion {
-                    write!(f, " (did you mean {s:?}?)")?;
-                }
-                write!(f, ";")?;
-            }
-            Ok(())
-        };
-        let mismatches = |f: &mut fmt::Formatter<'_>, what: &str, list: &[Mismatch]| -> fmt::Result {
-            if list.is_empty() {
-                return Ok(());
-            }
-            write!(f, "\n  {what} ({}):", list.len())?;
-            for m in list {
-                write!(
-                    f,
-                    " {:?}: module has {:?} {}, state dict has {:?} {};",
-                    m.key, m.expected_shape, m.expected_dtype, m.found_shape, m.found_dtype
-                )?;
-            }
-            Ok(())
-        };
-        write!(f, "{} keys loaded", self.loaded.len())?;
-        keys(f, "missing keys", &self.missing)?;
-        keys(f, "unexpected keys", &self.unexpected)?;
-        mismatches(f, "shape mismatches", &self.shape_mismatches)?;
-        mismatches(f, "dtype mismatches", &self.dtype_mismatches)
-    }
-}
-
 /// Levenshtein distance over chars.
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -246,10 +157,8 @@ pub(crate) fn load_into(graph: &StateGraph, sd: &StateDict, strict: bool) -> Res
         m.suggestion = suggest(&m.key, unexpected.iter().map(String::as_str));
     }
     if strict && !report.is_clean() {
-        return Err(Error::State {
-            op: "load_state_dict",
-            msg: format!("strict load failed, nothing loaded: {report}"),
-        });
+        report.loaded.clear(); // nothing was
+        return Err(Error::Load { op: "load_state_dict", report: Box::new(report) });
     }
     for (node, t) in staged {
         match node {

@@ -8,7 +8,7 @@ use crate::{is_grad_enabled, Dim, Error, Result, Tensor};
 impl Tensor {
     /// Concatenation along `dim`; all tensors agree on every other dimension, dtype and device.
     pub fn cat(tensors: &[&Tensor], dim: impl Dim) -> Result<Tensor> {
-        let first = tensors.first().ok_or_else(|| Error::shape("cat", &[], "no tensors to concatenate"))?;
+        let first = tensors.first().ok_or_else(|| Error::argument("cat", "expected at least one tensor, got none"))?;
         let d = dim.to_index("cat", first.rank())?;
         for t in &tensors[1..] {
             crate::ops::check_same("cat", first, t)?;
@@ -35,6 +35,9 @@ impl Tensor {
 
     /// Stacks tensors of one shape along a new dimension `dim`.
     pub fn stack(tensors: &[&Tensor], dim: i64) -> Result<Tensor> {
+        if tensors.is_empty() {
+            return Err(Error::argument("stack", "expected at least one tensor, got none"));
+        }
         let unsqueezed = tensors.iter().map(|t| t.unsqueeze(dim)).collect::<Result<Vec<_>>>()?;
         let d = if dim < 0 { dim + unsqueezed.first().map_or(1, |t| t.rank()) as i64 } else { dim };
         Tensor::cat(&unsqueezed.iter().collect::<Vec<_>>(), d)

@@ -22,8 +22,11 @@ impl Tensor {
     /// `n` views of (nearly) equal length along `dim` (the last one may be shorter).
     pub fn chunk(&self, n: usize, dim: impl Dim) -> Result<Vec<Tensor>> {
         let d = dim.to_index("chunk", self.rank())?;
+        if n == 0 {
+            return Err(Error::argument("chunk", "the number of chunks must be at least 1, got 0"));
+        }
         let size = self.shape()[d];
-        let step = size.div_ceil(n.max(1)).max(1);
+        let step = size.div_ceil(n).max(1);
         (0..size).step_by(step).map(|s| self.narrow(d, s, step.min(size - s))).collect()
     }
 }

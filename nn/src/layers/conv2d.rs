@@ -45,10 +45,10 @@ impl Conv2d {
     ) -> Result<Conv2d> {
         let groups = params.groups;
         if groups == 0 || in_channels % groups != 0 || out_channels % groups != 0 {
-            return Err(Error::State {
-                op: "Conv2d::new",
-                msg: format!("{groups} groups do not divide {in_channels} input and {out_channels} output channels"),
-            });
+            return Err(Error::argument(
+                "Conv2d::new",
+                format!("{groups} groups do not divide {in_channels} input and {out_channels} output channels"),
+            ));
         }
         let shape = [out_channels, in_channels / groups, kernel.0, kernel.1];
         let weight = Param::new(kaiming_uniform_default(&shape)?);

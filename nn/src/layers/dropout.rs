@@ -30,7 +30,7 @@ impl Dropout {
     /// Dropout with probability `p` in `[0, 1]`.
     pub fn new(p: f64) -> Result<Dropout> {
         if !(0.0..=1.0).contains(&p) {
-            return Err(Error::State { op: "Dropout::new", msg: format!("probability {p} outside [0, 1]") });
+            return Err(Error::argument("Dropout::new", format!("probability {p} outside [0, 1]")));
         }
         Ok(Dropout { p, training: Training::new() })
     }

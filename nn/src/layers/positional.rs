@@ -32,7 +32,7 @@ impl SinusoidalPositionalEncoding {
     /// The table itself, `[max_len, dim]` f32, computed in f64.
     pub fn table(max_len: usize, dim: usize) -> Result<Tensor> {
         if dim % 2 != 0 {
-            return Err(Error::State { op: "SinusoidalPositionalEncoding", msg: format!("dim {dim} must be even") });
+            return Err(Error::argument("SinusoidalPositionalEncoding", format!("dim {dim} must be even")));
         }
         let mut v = vec![0f32; max_len * dim];
         for p in 0..max_len {

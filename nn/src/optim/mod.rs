@@ -135,7 +135,7 @@ impl Core {
         let all: Vec<&Param> = groups.iter().flat_map(|g| &g.params).collect();
         for (i, p) in all.iter().enumerate() {
             if all[..i].iter().any(|q| q.ptr_eq(p)) {
-                return Err(Error::State { op: kind, msg: format!("parameter {i} appears twice in the groups") });
+                return Err(Error::argument(kind, format!("parameter {i} appears twice in the groups")));
             }
         }
         let slots = groups.iter().map(|g| vec![Slots::default(); g.params.len()]).collect();
