@@ -24,7 +24,7 @@ fn best(reps: usize, mut f: impl FnMut()) -> Duration {
 
 /// Waits for `s`'s producer by reading one element back.
 fn sync(s: &Storage) {
-    s.to_host(&Layout::new(&[1], &[1], 0)).expect("read back");
+    s.to_host(&Layout::contiguous(&[1])).expect("read back");
 }
 
 fn main() {

@@ -96,7 +96,10 @@ fn strict_load_reports_every_problem_at_once_and_changes_nothing() {
     assert_eq!(keys(&report.unexpected), ["fc.wieght", "decoder.gamma"]);
     assert_eq!(report.unexpected[0].suggestion.as_deref(), Some("fc.weight"));
     assert_eq!(report.shape_mismatches[0].key, "bn.weight");
-    assert_eq!((report.shape_mismatches[0].expected_shape.clone(), report.shape_mismatches[0].found_shape.clone()), (vec![2], vec![3]));
+    assert_eq!(
+        (report.shape_mismatches[0].expected_shape.clone(), report.shape_mismatches[0].found_shape.clone()),
+        (vec![2], vec![3])
+    );
     assert_eq!(report.dtype_mismatches[0].key, "table");
     assert!(report.loaded.is_empty(), "nothing was loaded, the report must not say otherwise");
     assert!(msg.starts_with("load_state_dict: strict load failed, nothing loaded:"), "{msg}");

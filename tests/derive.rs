@@ -113,7 +113,9 @@ fn every_container_kind_is_state_under_pytorch_names() {
     for plain in ["sizes", "maybe", "name", "device", "dtype", "cache", "dims", "flags", "none"] {
         assert!(!modules.iter().any(|n| n == plain), "{plain} listed as a module: {modules:?}");
     }
-    for state in ["array", "map", "map.zeta", "sorted", "list", "nested.1.1", "deque", "some", "boxed", "shared", "pair"] {
+    for state in
+        ["array", "map", "map.zeta", "sorted", "list", "nested.1.1", "deque", "some", "boxed", "shared", "pair"]
+    {
         assert!(modules.iter().any(|n| n == state), "{state} missing from {modules:?}");
     }
 }
@@ -162,7 +164,11 @@ struct Wrapper<M> {
 fn generic_fields_are_visited_through_their_bound() {
     let w = Wrapper { inner: lin(2, 1), extra: Some(Box::new(lin(1, 1))), _config: Default::default() };
     assert_eq!(keys(&w), ["inner.weight", "inner.bias", "extra.weight", "extra.bias"]);
-    let nested = Wrapper { inner: Wrapper { inner: Relu, extra: None, _config: Default::default() }, extra: None, _config: Default::default() };
+    let nested = Wrapper {
+        inner: Wrapper { inner: Relu, extra: None, _config: Default::default() },
+        extra: None,
+        _config: Default::default(),
+    };
     assert!(keys(&nested).is_empty());
 }
 

@@ -38,9 +38,8 @@ pub use gradcheck::{gradcheck, gradcheck_with, gradgradcheck, gradgradcheck_with
 pub use grads::Grads;
 pub use serde::{SerData, SerTensor};
 pub use stategrad_backends::{
-    GradcheckFailure, LoadReport, Mismatch, UnmatchedKey,
-    BinaryOp, Conv2dParams, CpuStorage, DType, Device, Element, Error, HostElement, Layout, ReduceOp, Result, Storage,
-    UnaryOp,
+    BinaryOp, Conv2dParams, CpuStorage, DType, Device, Element, Error, GradcheckFailure, HostElement, Layout,
+    LoadReport, Mismatch, ReduceOp, Result, Storage, UnaryOp, UnmatchedKey,
 };
 pub use tape::{grad, live_nodes, Backward, BackwardOptions};
 pub use tensor::{manual_seed, next_seed, Tensor, TensorId};

@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use stategrad_backends::{CpuStorage, DType, Device, Distribution, Error, HostElement, Layout, Result, Storage};
+use stategrad_backends::{
+    checked_numel, CpuStorage, DType, Device, Distribution, Error, HostElement, Layout, Result, Storage,
+};
 
 use crate::tape::NodeRef;
 
@@ -62,7 +64,7 @@ pub fn next_seed() -> u64 {
 }
 
 fn check_numel(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
-    let numel: usize = shape.iter().product();
+    let numel = checked_numel(op, shape)?;
     if numel != len {
         return Err(Error::Shape {
             op,
@@ -74,8 +76,28 @@ fn check_numel(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
 }
 
 impl Tensor {
-    /// An untracked tensor over `storage` viewed through `layout`.
-    pub fn from_storage(storage: Storage, layout: Layout) -> Tensor {
+    /// An untracked tensor over `storage` viewed through `layout`. The view must lie inside
+    /// the storage (every element it reads exists): otherwise [`Error::Shape`] naming both,
+    /// so no kernel ever reads out of bounds, on any device.
+    pub fn from_storage(storage: Storage, layout: Layout) -> Result<Tensor> {
+        let extent = layout.storage_extent();
+        if extent > storage.len() {
+            return Err(Error::Shape {
+                op: "from_storage",
+                shapes: vec![layout.shape().to_vec(), layout.strides().to_vec()],
+                msg: format!(
+                    "a view (shape, strides, offset {}) reaching element {} over a storage of {} elements",
+                    layout.offset(),
+                    extent - 1,
+                    storage.len()
+                ),
+            });
+        }
+        Ok(Tensor::from_storage_unchecked(storage, layout))
+    }
+
+    /// [`Tensor::from_storage`] for a kernel's fresh output, whose layout fits by construction.
+    pub(crate) fn from_storage_unchecked(storage: Storage, layout: Layout) -> Tensor {
         Tensor(Arc::new(Inner { storage: Arc::new(storage), layout, track: Track::None }))
     }
 
@@ -92,7 +114,7 @@ impl Tensor {
     pub fn from_vec<T: HostElement>(data: Vec<T>, shape: &[usize], device: Device) -> Result<Tensor> {
         check_numel("from_vec", data.len(), shape)?;
         let storage = Storage::from_host(CpuStorage::from_vec(data), device)?;
-        Ok(Tensor::from_storage(storage, Layout::contiguous(shape)))
+        Ok(Tensor::from_storage_unchecked(storage, Layout::contiguous(shape)))
     }
 
     /// A tensor of `shape` holding a copy of `data`, on `device`.
@@ -107,23 +129,31 @@ impl Tensor {
 
     /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
-        let numel = shape.iter().product();
-        Ok(Tensor::from_storage(Storage::fill(device, numel, dtype, value)?, Layout::contiguous(shape)))
+        Tensor::filled("full", shape, value, dtype, device)
+    }
+
+    /// `full` under the name of the constructor the user called (errors name it).
+    fn filled(op: &'static str, shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+        let numel = checked_numel(op, shape)?;
+        let storage = Storage::fill(device, numel, dtype, value).map_err(|e| e.in_op(op))?;
+        Ok(Tensor::from_storage_unchecked(storage, Layout::contiguous(shape)))
     }
 
     /// Zeros of `shape`.
     pub fn zeros(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
-        Tensor::full(shape, 0.0, dtype, device)
+        Tensor::filled("zeros", shape, 0.0, dtype, device)
     }
 
     /// Ones of `shape`.
     pub fn ones(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
-        Tensor::full(shape, 1.0, dtype, device)
+        Tensor::filled("ones", shape, 1.0, dtype, device)
     }
 
     /// `start, start + 1, ...` below `end` (PyTorch's `arange`).
     pub fn arange(start: i64, end: i64, dtype: DType, device: Device) -> Result<Tensor> {
-        let n = (end - start).max(0) as usize;
+        let n = usize::try_from(end.saturating_sub(start).max(0))
+            .map_err(|_| Error::argument("arange", format!("{start}..{end} has too many elements")))?;
+        checked_numel("arange", &[n])?;
         let t = Tensor::from_vec((start..start + n as i64).collect::<Vec<i64>>(), &[n], device)?;
         t.to_dtype(dtype)
     }
@@ -141,8 +171,9 @@ impl Tensor {
     /// Random values drawn with an explicit seed: element `i` depends only on `(seed, i)`,
     /// the same for every thread count and device.
     pub fn rand_seeded(shape: &[usize], dist: Distribution, dtype: DType, device: Device, seed: u64) -> Result<Tensor> {
-        let numel = shape.iter().product();
-        Ok(Tensor::from_storage(Storage::rand(device, numel, dtype, dist, seed)?, Layout::contiguous(shape)))
+        let numel = checked_numel("rand", shape)?;
+        let storage = Storage::rand(device, numel, dtype, dist, seed).map_err(|e| e.in_op("rand"))?;
+        Ok(Tensor::from_storage_unchecked(storage, Layout::contiguous(shape)))
     }
 
     /// Zeros with this tensor's shape, dtype and device.

@@ -204,6 +204,15 @@ impl Error {
         Error::Shape { op, shapes: shapes.iter().map(|s| s.to_vec()).collect(), msg: msg.into() }
     }
 
+    /// This error with `op` as its op when it is an [`Error::OutOfMemory`]: the call the
+    /// user made is named, not the kernel or allocator inside it.
+    pub fn in_op(self, op: &'static str) -> Self {
+        match self {
+            Error::OutOfMemory { bytes, device, .. } => Error::OutOfMemory { op, bytes, device },
+            e => e,
+        }
+    }
+
     /// Shorthand for [`Error::Argument`].
     pub fn argument(op: &'static str, msg: impl Into<String>) -> Self {
         Error::Argument { op, msg: msg.into() }

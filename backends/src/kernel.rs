@@ -150,8 +150,9 @@ impl Conv2dParams {
     /// when the (padded) input is smaller than the dilated kernel.
     pub fn output_hw(&self, (h, w): (usize, usize), (kh, kw): (usize, usize)) -> Option<(usize, usize)> {
         let axis = |n: usize, k: usize, s: usize, p: usize, d: usize| {
-            let span = d * (k.checked_sub(1)?) + 1;
-            let padded = n + 2 * p;
+            // Checked: padding, dilation and kernel sizes come from the user.
+            let span = d.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+            let padded = p.checked_mul(2)?.checked_add(n)?;
             (padded >= span && s > 0).then(|| (padded - span) / s + 1)
         };
         Some((

@@ -18,6 +18,26 @@ pub struct Layout {
     offset: usize,
 }
 
+/// The largest number of elements a tensor may have: its byte size at the widest dtype
+/// (8 bytes) must fit in `isize`, as Rust's allocations require.
+pub const MAX_NUMEL: usize = (isize::MAX as usize) / 8;
+
+/// The element count of `shape`, checked: the product of its dims, and the product of its
+/// dims with zeros counted as ones (which bounds every contiguous stride), must stay within
+/// [`MAX_NUMEL`]. An overflow is [`Error::Shape`] naming `op` and the shape, never a
+/// wrapped count that a kernel would later trip over.
+pub fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    let mut strides_bound: usize = 1;
+    let mut numel: usize = 1;
+    for &d in shape {
+        strides_bound = strides_bound.checked_mul(d.max(1)).filter(|&n| n <= MAX_NUMEL).ok_or_else(|| {
+            Error::shape(op, &[shape], format!("the shape's size overflows (at most {MAX_NUMEL} elements)"))
+        })?;
+        numel *= d; // <= strides_bound
+    }
+    Ok(numel)
+}
+
 /// Row-major strides of a contiguous tensor of `shape`.
 pub fn contiguous_strides(shape: &[usize]) -> Dims {
     let mut strides: Dims = SmallVec::from_elem(0, shape.len());
@@ -43,18 +63,51 @@ pub fn broadcast_shapes(op: &'static str, lhs: &[usize], rhs: &[usize]) -> Resul
             _ => return Err(Error::Broadcast { op, lhs: lhs.to_vec(), rhs: rhs.to_vec() }),
         };
     }
+    // Two shapes that fit can broadcast to one that does not ([2^40, 1] and [1, 2^40]).
+    checked_numel(op, &out)?;
     Ok(out)
 }
 
 impl Layout {
-    /// A contiguous row-major layout of `shape` at offset 0.
+    /// A contiguous row-major layout of `shape` at offset 0. The shape must fit
+    /// ([`checked_numel`]; every public constructor checks it first, see [`Layout::checked`]).
     pub fn contiguous(shape: &[usize]) -> Self {
         Layout { shape: SmallVec::from_slice(shape), strides: contiguous_strides(shape), offset: 0 }
     }
 
-    /// A layout from its parts (strides and offset in elements).
-    pub fn new(shape: &[usize], strides: &[usize], offset: usize) -> Self {
-        assert_eq!(shape.len(), strides.len(), "Layout::new: shape and strides differ in rank");
+    /// [`Layout::contiguous`] after checking that `shape` fits ([`checked_numel`]).
+    pub fn checked(op: &'static str, shape: &[usize]) -> Result<Self> {
+        checked_numel(op, shape)?;
+        Ok(Layout::contiguous(shape))
+    }
+
+    /// A layout from its parts (strides and offset in elements). Shape and strides must have
+    /// one rank and the view's extent (`offset + sum((d - 1) * stride) + 1`) must not
+    /// overflow; otherwise [`Error::Shape`]. Whether the view fits a storage is checked
+    /// where both meet (`Tensor::from_storage`).
+    pub fn new(shape: &[usize], strides: &[usize], offset: usize) -> Result<Self> {
+        const OP: &str = "Layout::new";
+        if shape.len() != strides.len() {
+            return Err(Error::shape(OP, &[shape, strides], "shape and strides differ in rank"));
+        }
+        checked_numel(OP, shape)?;
+        let mut extent = offset;
+        for (&d, &st) in shape.iter().zip(strides) {
+            if d == 0 {
+                extent = 0;
+                break;
+            }
+            extent =
+                (d - 1).checked_mul(st).and_then(|x| extent.checked_add(x)).filter(|&e| e < MAX_NUMEL).ok_or_else(
+                    || Error::shape(OP, &[shape, strides], format!("offset {offset}: the view's extent overflows")),
+                )?;
+        }
+        let _ = extent;
+        Ok(Layout::from_parts(shape, strides, offset))
+    }
+
+    /// A sub-view's layout from parts taken of a valid layout (no checks needed).
+    pub(crate) fn from_parts(shape: &[usize], strides: &[usize], offset: usize) -> Self {
         Layout { shape: SmallVec::from_slice(shape), strides: SmallVec::from_slice(strides), offset }
     }
 
@@ -154,7 +207,7 @@ impl Layout {
             return Err(Error::shape(
                 "narrow",
                 &[self.shape()],
-                format!("range {start}..{} outside dimension {dim} of size {}", start + len, self.shape[dim]),
+                format!("{len} elements from {start} outside dimension {dim} of size {}", self.shape[dim]),
             ));
         }
         let mut l = self.clone();
@@ -167,6 +220,7 @@ impl Layout {
 
     /// This view broadcast to `shape` (stride 0 along stretched or new leading dims).
     pub fn broadcast_as(&self, shape: &[usize]) -> Result<Layout> {
+        checked_numel("expand", shape)?;
         let err = || Error::Broadcast { op: "expand", lhs: self.shape.to_vec(), rhs: shape.to_vec() };
         if shape.len() < self.rank() {
             return Err(err());

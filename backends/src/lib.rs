@@ -22,7 +22,7 @@ pub use device::Device;
 pub use dtype::{DType, Element, HostElement};
 pub use error::{Error, Result};
 pub use kernel::{BinaryOp, Conv2dParams, Distribution, Kernels, ReduceOp, UnaryOp};
-pub use layout::{broadcast_shapes, Dims, Layout, StridedIndex};
+pub use layout::{broadcast_shapes, checked_numel, Dims, Layout, StridedIndex, MAX_NUMEL};
 pub use report::{GradcheckFailure, LoadReport, Mismatch, UnmatchedKey};
 pub use rng::{normal_at, uniform_at};
 pub use storage::{CpuStorage, Storage};

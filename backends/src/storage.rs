@@ -101,6 +101,20 @@ impl Storage {
         }
     }
 
+    /// Number of elements held.
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+            #[cfg(feature = "cube")]
+            Storage::Cube(s) => s.len(),
+        }
+    }
+
+    /// True when no element is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The element type.
     pub fn dtype(&self) -> DType {
         match self {

@@ -107,17 +107,41 @@ fn parse_safetensors(bytes: &[u8]) -> std::result::Result<StateDict, String> {
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// The temporary file of a save in progress: `.{file}.tmp-{pid}-{n}` beside the target.
+fn tmp_prefix(file_name: &std::ffi::OsStr) -> String {
+    format!(".{}.tmp-", file_name.to_string_lossy())
+}
+
+/// Removes the temporary file when dropped, unless it was renamed (also on a panic inside
+/// the caller's `write`).
+struct TmpGuard(Option<PathBuf>);
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
 /// Writes a file atomically: `write` fills a temporary file in `path`'s folder, which is
 /// fsynced and renamed over `path`, then the folder is fsynced. If `write` (or any step)
-/// fails, the temporary file is removed and `path` is left as it was.
+/// fails, or panics, the temporary file is removed and `path` is left as it was.
+///
+/// A save killed part-way (`kill -9`, power loss) cannot clean up after itself; the next
+/// save to the same `path` removes the temporary files of earlier saves to it whose writing
+/// process is gone (on Linux, by `/proc/PID`; elsewhere, temporary files older than a day).
+/// Files of live writers, this process's included, are never touched.
 pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<()> {
     let file_name = path.file_name().ok_or_else(|| Error::io(path, io::Error::other("not a file path")))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    remove_stale_tmp_files(&dir, file_name);
     let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.tmp-{}-{n}", file_name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!("{}{}-{n}", tmp_prefix(file_name), std::process::id()));
+    let mut guard = TmpGuard(Some(tmp.clone()));
     let result = (|| {
         let mut file = File::create(&tmp)?;
         {
@@ -130,10 +154,46 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> io::Resul
         fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+        return Err(Error::io(path, e)); // the guard removes the temporary file
     }
+    guard.0 = None; // renamed: nothing to remove
     sync_dir(&dir).map_err(|e| Error::io(&dir, e))
+}
+
+/// Removes `dir/.{file_name}.tmp-{pid}-{n}` files left by writers that no longer run.
+/// Best effort: a file that cannot be read or removed is left alone (the save goes on).
+fn remove_stale_tmp_files(dir: &Path, file_name: &std::ffi::OsStr) {
+    let prefix = tmp_prefix(file_name);
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
+        let Some(pid) = rest.split_once('-').and_then(|(pid, n)| {
+            n.parse::<u64>().ok()?;
+            pid.parse::<u32>().ok()
+        }) else {
+            continue; // not one of ours
+        };
+        if pid != std::process::id() && writer_is_gone(pid, &entry) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn writer_is_gone(pid: u32, _entry: &fs::DirEntry) -> bool {
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn writer_is_gone(_pid: u32, entry: &fs::DirEntry) -> bool {
+    // No portable liveness check without a libc call: only files untouched for a day.
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600))
 }
 
 #[cfg(unix)]

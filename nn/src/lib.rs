@@ -56,12 +56,12 @@ pub use param::Param;
 /// petgraph, whose graph type [`StateGraph::graph`] returns.
 pub use petgraph;
 pub use registry::ModuleDict;
-pub use visit::VisitState;
 pub use state_dict::StateDict;
-pub use stategrad_autograd::{LoadReport, Mismatch, UnmatchedKey};
 pub use state_graph::{StateGraph, StateNode};
+pub use stategrad_autograd::{LoadReport, Mismatch, UnmatchedKey};
 pub use stategrad_autograd::{SerData, SerTensor};
 /// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields, each visited through
 /// its type's [`VisitState`]; a field whose type implements none is a compile error naming
 /// the field (derive `Module` on that type, or mark the field `#[module(skip)]`).
 pub use stategrad_derive::Module;
+pub use visit::VisitState;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use stategrad_autograd::{DType, Device, Result, Tensor};
 
 use crate::state_dict::{load_into, StateDict};
-use crate::LoadReport;
 use crate::state_graph::StateGraph;
+use crate::LoadReport;
 use crate::{Buffer, Param};
 
 /// Receives a module's state, by name. [`Module::visit`] calls it once per parameter,

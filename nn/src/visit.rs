@@ -173,8 +173,31 @@ macro_rules! plain {
 }
 
 plain!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char, String, str,
-    (), Device, DType, Tensor, stategrad_autograd::Conv2dParams, std::path::PathBuf, std::time::Duration,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    char,
+    String,
+    str,
+    (),
+    Device,
+    DType,
+    Tensor,
+    stategrad_autograd::Conv2dParams,
+    std::path::PathBuf,
+    std::time::Duration,
 );
 
 impl VisitState for &'static str {

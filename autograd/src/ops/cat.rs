@@ -23,7 +23,8 @@ impl Tensor {
             }
         }
         let mut shape = first.shape().to_vec();
-        shape[d] = tensors.iter().map(|t| t.shape()[d]).sum();
+        shape[d] = tensors.iter().try_fold(0usize, |acc, t| acc.checked_add(t.shape()[d])).unwrap_or(usize::MAX);
+        stategrad_backends::checked_numel("cat", &shape)?;
         let parts: Vec<_> = tensors.iter().map(|t| (t.storage(), t.layout())).collect();
         let out = Tensor::fresh(Storage::cat(&parts, d)?, &shape);
         if !is_grad_enabled() || !tensors.iter().any(|t| t.is_tracked()) {

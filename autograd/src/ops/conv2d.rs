@@ -32,6 +32,7 @@ impl Tensor {
     pub fn conv2d(&self, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
         let (oh, ow) = check(self, w, &p)?;
         let shape = [self.shape()[0], w.shape()[0], oh, ow];
+        stategrad_backends::checked_numel("conv2d", &shape)?;
         let out = Tensor::fresh(self.storage().conv2d(self.layout(), w.storage(), w.layout(), &p)?, &shape);
         let out = record(&[self, w], out, |_| Conv2d { x: self.clone(), w: w.clone(), p });
         match bias {

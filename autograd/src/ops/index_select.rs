@@ -20,6 +20,7 @@ impl Tensor {
         crate::ops::gather::check_range("index_select", idx, d, self.shape()[d])?;
         let mut shape = self.shape().to_vec();
         shape[d] = idx.numel();
+        stategrad_backends::checked_numel("index_select", &shape)?;
         let out = Tensor::fresh(self.storage().index_select(self.layout(), d, idx.storage(), idx.layout())?, &shape);
         Ok(record(&[self], out, |_| IndexSelect { dim: d, idx: idx.clone(), input_shape: self.shape().to_vec() }))
     }

@@ -33,6 +33,7 @@ impl Tensor {
         }
         let batch = broadcast_shapes("matmul", &self.shape()[..ra - 2], &rhs.shape()[..rb - 2])?;
         let with = |tail: [usize; 2]| batch.iter().copied().chain(tail).collect::<Vec<_>>();
+        stategrad_backends::checked_numel("matmul", &with([m, n]))?;
         let la = self.layout().broadcast_as(&with([m, k]))?;
         let lb = rhs.layout().broadcast_as(&with([k, n]))?;
         let out = Tensor::fresh(self.storage().matmul(&la, rhs.storage(), &lb)?, &with([m, n]));

@@ -58,7 +58,7 @@ mod operators;
 impl Tensor {
     /// A fresh contiguous tensor from a kernel's output storage.
     pub(crate) fn fresh(storage: Storage, shape: &[usize]) -> Tensor {
-        Tensor::from_storage(storage, Layout::contiguous(shape))
+        Tensor::from_storage_unchecked(storage, Layout::contiguous(shape))
     }
 
     /// The untracked result of a unary kernel.

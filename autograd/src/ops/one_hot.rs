@@ -9,6 +9,7 @@ impl Tensor {
         if self.dtype() != DType::I64 {
             return Err(Error::DType { op: "one_hot", expected: "int64 labels", got: self.dtype() });
         }
+        stategrad_backends::checked_numel("one_hot", &[self.numel(), num_classes])?;
         if let Some(&bad) = self.to_vec::<i64>()?.iter().find(|&&l| l < 0 || l as usize >= num_classes) {
             return Err(Error::Index { op: "one_hot", index: bad, dim: self.rank(), size: num_classes });
         }

@@ -6,7 +6,7 @@ use crate::{Dim, Error, Result, Tensor};
 impl Tensor {
     /// The same elements with `shape` (same element count).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if shape.iter().product::<usize>() != self.numel() {
+        if stategrad_backends::checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shape(
                 "reshape",
                 &[self.shape(), shape],

@@ -11,7 +11,7 @@ fn float_binary<T: num_like::Float + Send + Sync + Default>(
     la: &Layout,
     b: &[T],
     lb: &Layout,
-) -> Vec<T> {
+) -> Result<Vec<T>> {
     match op {
         BinaryOp::Add => zip_strided(a, la, b, lb, |a, b| a + b),
         BinaryOp::Sub => zip_strided(a, la, b, lb, |a, b| a - b),
@@ -49,10 +49,10 @@ fn int_op(op: BinaryOp) -> Option<fn(i64, i64) -> i64> {
 /// `op(a, b)` over two views of one shape.
 pub fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
     Ok(match (a, b) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(float_binary(op, a, la, b, lb)),
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(float_binary(op, a, la, b, lb)),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(float_binary(op, a, la, b, lb)?),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(float_binary(op, a, la, b, lb)?),
         (CpuStorage::I64(a), CpuStorage::I64(b)) => match int_op(op) {
-            Some(f) => CpuStorage::I64(zip_strided(a, la, b, lb, f)),
+            Some(f) => CpuStorage::I64(zip_strided(a, la, b, lb, f)?),
             None => {
                 return Err(Error::DType {
                     op: "binary",
@@ -78,19 +78,28 @@ pub fn where_cond(
         CpuStorage::F32(c) => super::map_strided(c, lc, |v| v != 0.0),
         CpuStorage::F64(c) => super::map_strided(c, lc, |v| v != 0.0),
         CpuStorage::I64(c) => super::map_strided(c, lc, |v| v != 0),
-    };
-    fn pick<T: crate::cpu::Pooled + Sync + Default>(m: &[bool], a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
-        let (a, b) = (super::contiguous_cow(a, la), super::contiguous_cow(b, lb));
-        super::build(m.len(), 1, |start, o| {
-            for (i, o) in (start..).zip(o.iter_mut()) {
-                o.write(if m[i] { a[i] } else { b[i] });
-            }
-        })
+    }?;
+    fn pick<T: crate::cpu::Pooled + Sync + Default>(
+        m: &[bool],
+        a: &[T],
+        la: &Layout,
+        b: &[T],
+        lb: &Layout,
+    ) -> Result<Vec<T>> {
+        let (a, b) = (super::contiguous_cow(a, la)?, super::contiguous_cow(b, lb)?);
+        // SAFETY: every element of each chunk is written.
+        unsafe {
+            super::build(m.len(), 1, |start, o| {
+                for (i, o) in (start..).zip(o.iter_mut()) {
+                    o.write(if m[i] { a[i] } else { b[i] });
+                }
+            })
+        }
     }
     Ok(match (a, b) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(pick(&mask, a, la, b, lb)),
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(pick(&mask, a, la, b, lb)),
-        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(pick(&mask, a, la, b, lb)),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(pick(&mask, a, la, b, lb)?),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(pick(&mask, a, la, b, lb)?),
+        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(pick(&mask, a, la, b, lb)?),
         _ => return Err(Error::DTypeMismatch { op: "where", lhs: a.dtype(), rhs: b.dtype() }),
     })
 }

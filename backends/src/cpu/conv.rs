@@ -196,10 +196,10 @@ fn regroup<T: Float>(g: &Geo, t: &mut [T], buf: &mut [T], imgs: usize, gi: usize
 
 fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog) = (g.k(), g.pix(), g.cog());
-    let mut out = T::filled(g.n * g.co * pix, T::ZERO);
+    let mut out = T::filled(g.n * g.co * pix, T::ZERO)?;
     let chunk = g.chunk();
-    let mut col = T::filled(k * chunk * pix, T::ZERO);
-    let mut tmp = T::filled(cog * chunk * pix, T::ZERO);
+    let mut col = T::filled(k * chunk * pix, T::ZERO)?;
+    let mut tmp = T::filled(cog * chunk * pix, T::ZERO)?;
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -225,11 +225,11 @@ fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
 
 fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog) = (g.k(), g.pix(), g.cog());
-    let mut dx = T::filled(g.n * g.c * g.h * g.w, T::ZERO);
+    let mut dx = T::filled(g.n * g.c * g.h * g.w, T::ZERO)?;
     let chunk = g.chunk();
-    let mut dcol = T::filled(k * chunk * pix, T::ZERO);
-    let mut gbuf = T::filled(cog * chunk * pix, T::ZERO);
-    let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO);
+    let mut dcol = T::filled(k * chunk * pix, T::ZERO)?;
+    let mut gbuf = T::filled(cog * chunk * pix, T::ZERO)?;
+    let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO)?;
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -249,11 +249,11 @@ fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
 
 fn grad_weight<T: Float>(g: &Geo, x: &[T], grad: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog) = (g.k(), g.pix(), g.cog());
-    let mut dw = T::filled(g.co * k, T::ZERO);
+    let mut dw = T::filled(g.co * k, T::ZERO)?;
     let chunk = g.chunk();
-    let mut col = T::filled(k * chunk * pix, T::ZERO);
-    let mut gbuf = T::filled(cog * chunk * pix, T::ZERO);
-    let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO);
+    let mut col = T::filled(k * chunk * pix, T::ZERO)?;
+    let mut gbuf = T::filled(cog * chunk * pix, T::ZERO)?;
+    let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO)?;
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -291,7 +291,7 @@ macro_rules! float_pair {
 pub fn conv2d(x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout, p: &Conv2dParams) -> Result<CpuStorage> {
     const OP: &str = "conv2d";
     let g = Geo::new(OP, four(OP, lx, "input [n, c, h, w]")?, lw.shape(), p, None)?;
-    Ok(float_pair!(OP, x, w, |x, w| forward(&g, &contiguous_cow(x, lx), &contiguous_cow(w, lw))?))
+    Ok(float_pair!(OP, x, w, |x, w| forward(&g, &contiguous_cow(x, lx)?, &contiguous_cow(w, lw)?)?))
 }
 
 /// Gradient of conv2d w.r.t. its input of spatial size `input_hw`: `grad [n, c_out, oh, ow]`,
@@ -311,7 +311,7 @@ pub fn conv2d_grad_input(
     if g.co != co {
         return Err(Error::shape(OP, &[lg.shape(), lw.shape()], "gradient and weight disagree on c_out"));
     }
-    Ok(float_pair!(OP, grad, w, |gr, w| grad_input(&g, &contiguous_cow(gr, lg), &contiguous_cow(w, lw))?))
+    Ok(float_pair!(OP, grad, w, |gr, w| grad_input(&g, &contiguous_cow(gr, lg)?, &contiguous_cow(w, lw)?)?))
 }
 
 /// Gradient of conv2d w.r.t. its weight of spatial size `kernel_hw`: `x [n, c_in, h, w]`,
@@ -333,5 +333,5 @@ pub fn conv2d_grad_weight(
     if n != xs[0] {
         return Err(Error::shape(OP, &[lx.shape(), lg.shape()], "input and gradient disagree on the batch size"));
     }
-    Ok(float_pair!(OP, x, grad, |x, gr| grad_weight(&g, &contiguous_cow(x, lx), &contiguous_cow(gr, lg))?))
+    Ok(float_pair!(OP, x, grad, |x, gr| grad_weight(&g, &contiguous_cow(x, lx)?, &contiguous_cow(gr, lg)?)?))
 }

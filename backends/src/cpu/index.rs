@@ -35,7 +35,7 @@ fn indices<'a>(op: &'static str, idx: &'a CpuStorage, li: &Layout, dim: usize, s
     let CpuStorage::I64(v) = idx else {
         return Err(Error::DType { op, expected: "int64 indices", got: idx.dtype() });
     };
-    let v = contiguous_cow(v, li);
+    let v = contiguous_cow(v, li)?;
     if let Some(&bad) = v.iter().find(|&&i| i < 0 || i as u64 >= size as u64) {
         return Err(Error::Index { op, index: bad, dim, size });
     }
@@ -60,18 +60,18 @@ fn rows<T: Send>(out: &mut [T], row: usize, f: impl Fn(usize, &mut [T]) + Sync) 
     }
 }
 
-fn index_select_typed<T: Num>(x: &[T], lx: &Layout, dim: usize, idx: &[i64]) -> Vec<T> {
-    let x = contiguous_cow(x, lx);
+fn index_select_typed<T: Num>(x: &[T], lx: &Layout, dim: usize, idx: &[i64]) -> Result<Vec<T>> {
+    let x = contiguous_cow(x, lx)?;
     let (outer, inner) = split(lx.shape(), dim);
     let size = lx.shape()[dim];
-    let mut out = T::filled(outer * idx.len() * inner, T::ZERO);
+    let mut out = T::filled(outer * idx.len() * inner, T::ZERO)?;
     rows(&mut out, idx.len() * inner, |o, y| {
         for (y, &j) in y.chunks_exact_mut(inner).zip(idx) {
             let s = (o * size + j as usize) * inner;
             y.copy_from_slice(&x[s..s + inner]);
         }
     });
-    out
+    Ok(out)
 }
 
 /// `out[.., i, ..] = x[.., idx[i], ..]` along `dim`; `idx` is a 1-D i64 view.
@@ -83,24 +83,24 @@ pub fn index_select(x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, l
     }
     let idx = indices(OP, idx, li, dim, lx.shape()[dim])?;
     Ok(match x {
-        CpuStorage::F32(v) => CpuStorage::F32(index_select_typed(v, lx, dim, &idx)),
-        CpuStorage::F64(v) => CpuStorage::F64(index_select_typed(v, lx, dim, &idx)),
-        CpuStorage::I64(v) => CpuStorage::I64(index_select_typed(v, lx, dim, &idx)),
+        CpuStorage::F32(v) => CpuStorage::F32(index_select_typed(v, lx, dim, &idx)?),
+        CpuStorage::F64(v) => CpuStorage::F64(index_select_typed(v, lx, dim, &idx)?),
+        CpuStorage::I64(v) => CpuStorage::I64(index_select_typed(v, lx, dim, &idx)?),
     })
 }
 
-fn gather_typed<T: Num>(x: &[T], lx: &Layout, dim: usize, idx: &[i64], li: &Layout) -> Vec<T> {
-    let x = contiguous_cow(x, lx);
+fn gather_typed<T: Num>(x: &[T], lx: &Layout, dim: usize, idx: &[i64], li: &Layout) -> Result<Vec<T>> {
+    let x = contiguous_cow(x, lx)?;
     let (_, inner) = split(lx.shape(), dim);
     let (size, m) = (lx.shape()[dim], li.shape()[dim]);
-    let mut out = T::filled(idx.len(), T::ZERO);
+    let mut out = T::filled(idx.len(), T::ZERO)?;
     rows(&mut out, m * inner, |o, y| {
         let ids = &idx[o * m * inner..][..m * inner];
         for (k, (y, &j)) in y.iter_mut().zip(ids).enumerate() {
             *y = x[(o * size + j as usize) * inner + k % inner.max(1)];
         }
     });
-    out
+    Ok(out)
 }
 
 /// `out[p] = x[p with p[dim] = idx[p]]`; `idx` has the output's shape, equal to `x`'s but
@@ -117,9 +117,9 @@ pub fn gather(x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, li: &La
     }
     let idx = indices(OP, idx, li, dim, lx.shape()[dim])?;
     Ok(match x {
-        CpuStorage::F32(v) => CpuStorage::F32(gather_typed(v, lx, dim, &idx, li)),
-        CpuStorage::F64(v) => CpuStorage::F64(gather_typed(v, lx, dim, &idx, li)),
-        CpuStorage::I64(v) => CpuStorage::I64(gather_typed(v, lx, dim, &idx, li)),
+        CpuStorage::F32(v) => CpuStorage::F32(gather_typed(v, lx, dim, &idx, li)?),
+        CpuStorage::F64(v) => CpuStorage::F64(gather_typed(v, lx, dim, &idx, li)?),
+        CpuStorage::I64(v) => CpuStorage::I64(gather_typed(v, lx, dim, &idx, li)?),
     })
 }
 
@@ -131,9 +131,9 @@ fn scatter_add_typed<T: Num>(
     li: &Layout,
     src: &[T],
     ls: &Layout,
-) -> Vec<T> {
-    let mut out = contiguous_cow(dst, ld).into_owned();
-    let src = contiguous_cow(src, ls);
+) -> Result<Vec<T>> {
+    let mut out = contiguous_cow(dst, ld)?.into_owned();
+    let src = contiguous_cow(src, ls)?;
     let (_, inner) = split(ld.shape(), dim);
     let (size, m) = (ld.shape()[dim], li.shape()[dim]);
     rows(&mut out, size * inner, |o, y| {
@@ -144,7 +144,7 @@ fn scatter_add_typed<T: Num>(
             y[t] = T::add(y[t], v);
         }
     });
-    out
+    Ok(out)
 }
 
 /// A copy of `dst` with `out[p with p[dim] = idx[p]] += src[p]` for every position `p` of
@@ -170,21 +170,21 @@ pub fn scatter_add(
     }
     let idx = indices(OP, idx, li, dim, ld.shape()[dim])?;
     Ok(match (dst, src) {
-        (CpuStorage::F32(d), CpuStorage::F32(s)) => CpuStorage::F32(scatter_add_typed(d, ld, dim, &idx, li, s, ls)),
-        (CpuStorage::F64(d), CpuStorage::F64(s)) => CpuStorage::F64(scatter_add_typed(d, ld, dim, &idx, li, s, ls)),
-        (CpuStorage::I64(d), CpuStorage::I64(s)) => CpuStorage::I64(scatter_add_typed(d, ld, dim, &idx, li, s, ls)),
+        (CpuStorage::F32(d), CpuStorage::F32(s)) => CpuStorage::F32(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?),
+        (CpuStorage::F64(d), CpuStorage::F64(s)) => CpuStorage::F64(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?),
+        (CpuStorage::I64(d), CpuStorage::I64(s)) => CpuStorage::I64(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?),
         _ => return Err(Error::DTypeMismatch { op: OP, lhs: dst.dtype(), rhs: src.dtype() }),
     })
 }
 
-fn cat_typed<T: Num>(parts: &[(&[T], &Layout)], dim: usize, out_shape: &[usize]) -> Vec<T> {
+fn cat_typed<T: Num>(parts: &[(&[T], &Layout)], dim: usize, out_shape: &[usize]) -> Result<Vec<T>> {
     let (outer, inner) = split(out_shape, dim);
     let total = out_shape[dim];
-    let mut out = T::filled(outer * total * inner, T::ZERO);
+    let mut out = T::filled(outer * total * inner, T::ZERO)?;
     let mut start = 0;
     for &(x, l) in parts {
         let block = l.shape()[dim] * inner;
-        let x = contiguous_cow(x, l);
+        let x = contiguous_cow(x, l)?;
         if block > 0 {
             for (o, xb) in x.chunks_exact(block).enumerate() {
                 out[(o * total + start) * inner..][..block].copy_from_slice(xb);
@@ -192,7 +192,7 @@ fn cat_typed<T: Num>(parts: &[(&[T], &Layout)], dim: usize, out_shape: &[usize])
         }
         start += l.shape()[dim];
     }
-    out
+    Ok(out)
 }
 
 fn typed_parts<'a, T: Num>(parts: &[(&'a CpuStorage, &'a Layout)]) -> Option<Vec<(&'a [T], &'a Layout)>> {
@@ -218,8 +218,8 @@ pub fn cat(parts: &[(&CpuStorage, &Layout)], dim: usize) -> Result<CpuStorage> {
     // The dtypes were checked equal above, so the typed view of every part exists.
     let mismatch = || Error::DType { op: OP, expected: "one dtype for all parts", got: first.dtype() };
     Ok(match first.dtype() {
-        DType::F32 => CpuStorage::F32(cat_typed(&typed_parts::<f32>(parts).ok_or_else(mismatch)?, dim, &out_shape)),
-        DType::F64 => CpuStorage::F64(cat_typed(&typed_parts::<f64>(parts).ok_or_else(mismatch)?, dim, &out_shape)),
-        DType::I64 => CpuStorage::I64(cat_typed(&typed_parts::<i64>(parts).ok_or_else(mismatch)?, dim, &out_shape)),
+        DType::F32 => CpuStorage::F32(cat_typed(&typed_parts::<f32>(parts).ok_or_else(mismatch)?, dim, &out_shape)?),
+        DType::F64 => CpuStorage::F64(cat_typed(&typed_parts::<f64>(parts).ok_or_else(mismatch)?, dim, &out_shape)?),
+        DType::I64 => CpuStorage::I64(cat_typed(&typed_parts::<i64>(parts).ok_or_else(mismatch)?, dim, &out_shape)?),
     })
 }

@@ -137,14 +137,14 @@ fn mat<'a, T>(data: &'a [T], off: usize, s: &[usize]) -> Mat<'a, T> {
 /// Per-matrix storage offsets of the batch dims (all but the last two) of `l`.
 fn batch_offsets(l: &Layout) -> Vec<usize> {
     let r = l.rank();
-    Layout::new(&l.shape()[..r - 2], &l.strides()[..r - 2], l.offset()).strided_index().collect()
+    Layout::from_parts(&l.shape()[..r - 2], &l.strides()[..r - 2], l.offset()).strided_index().collect()
 }
 
 fn matmul_typed<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<Vec<T>> {
     let r = la.rank();
     let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
     let (oa, ob) = (batch_offsets(la), batch_offsets(lb));
-    let mut out = T::filled(oa.len() * m * n, T::ZERO);
+    let mut out = T::filled(oa.len() * m * n, T::ZERO)?;
     if out.is_empty() {
         return Ok(out);
     }

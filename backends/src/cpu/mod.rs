@@ -36,12 +36,16 @@ pub struct CpuBackend;
 /// A new vector of `n` elements, each chunk of [`PAR_CHUNK`] written by `fill(start, chunk)`
 /// (in parallel above [`PAR_THRESHOLD`]). Chunk boundaries are multiples of `align`, so a
 /// kernel can walk whole rows. No zero-fill pass: every element is written once.
-pub(crate) fn build<U: Pooled + Sync>(
+///
+/// # Safety
+/// `fill(start, chunk)` must initialise every element of `chunk` (the vector's length is
+/// set to `n` afterwards, so an element left unwritten would be read as garbage).
+pub(crate) unsafe fn build<U: Pooled + Sync>(
     n: usize,
     align: usize,
     fill: impl Fn(usize, &mut [std::mem::MaybeUninit<U>]) + Sync + Send,
-) -> Vec<U> {
-    let mut out: Vec<U> = U::take(n);
+) -> Result<Vec<U>> {
+    let mut out: Vec<U> = U::take(n)?;
     let spare = &mut out.spare_capacity_mut()[..n];
     if n < PAR_THRESHOLD {
         fill(0, spare);
@@ -49,9 +53,9 @@ pub(crate) fn build<U: Pooled + Sync>(
         let chunk = PAR_CHUNK.div_ceil(align.max(1)) * align.max(1);
         spare.par_chunks_mut(chunk).enumerate().for_each(|(c, o)| fill(c * chunk, o));
     }
-    // SAFETY: `fill` wrote every element of `spare` (each kernel below writes its whole chunk).
+    // SAFETY: the caller's contract: `fill` wrote every element of `spare`.
     unsafe { out.set_len(n) };
-    out
+    Ok(out)
 }
 
 /// The last dimension of a view (its length and stride) and the storage offset of each of
@@ -66,12 +70,12 @@ impl Rows {
     fn new(l: &Layout) -> Rows {
         let r = l.rank();
         if r == 0 {
-            return Rows { len: 1, stride: 1, outer: Layout::new(&[], &[], l.offset()) };
+            return Rows { len: 1, stride: 1, outer: Layout::from_parts(&[], &[], l.offset()) };
         }
         Rows {
             len: l.shape()[r - 1],
             stride: l.strides()[r - 1],
-            outer: Layout::new(&l.shape()[..r - 1], &l.strides()[..r - 1], l.offset()),
+            outer: Layout::from_parts(&l.shape()[..r - 1], &l.strides()[..r - 1], l.offset()),
         }
     }
 
@@ -85,37 +89,44 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Pooled + Sync>(
     x: &[T],
     l: &Layout,
     f: impl Fn(T) -> U + Sync + Send,
-) -> Vec<U> {
+) -> Result<Vec<U>> {
     let n = l.numel();
     if let Some(off) = l.contiguous_offset() {
         let x = &x[off..off + n];
-        return build(n, 1, |start, o| {
-            let end = start + o.len();
-            for (o, &v) in o.iter_mut().zip(&x[start..end]) {
-                o.write(f(v));
-            }
-        });
+        // SAFETY: each chunk `o` is written element by element (zip over `o` and an input
+        // slice of the same length).
+        return unsafe {
+            build(n, 1, |start, o| {
+                let end = start + o.len();
+                for (o, &v) in o.iter_mut().zip(&x[start..end]) {
+                    o.write(f(v));
+                }
+            })
+        };
     }
     let rows = Rows::new(l);
     let len = rows.len.max(1);
-    build(n, len, |start, o| {
-        for (row, base) in o.chunks_mut(len).zip(rows.starts(start / len)) {
-            match rows.stride {
-                0 => row.fill(std::mem::MaybeUninit::new(f(x[base]))),
-                1 => {
-                    let m = row.len();
-                    for (o, &v) in row.iter_mut().zip(&x[base..base + m]) {
-                        o.write(f(v));
+    // SAFETY: chunks are whole rows (aligned to `len`); every arm writes its whole row.
+    unsafe {
+        build(n, len, |start, o| {
+            for (row, base) in o.chunks_mut(len).zip(rows.starts(start / len)) {
+                match rows.stride {
+                    0 => row.fill(std::mem::MaybeUninit::new(f(x[base]))),
+                    1 => {
+                        let m = row.len();
+                        for (o, &v) in row.iter_mut().zip(&x[base..base + m]) {
+                            o.write(f(v));
+                        }
                     }
-                }
-                s => {
-                    for (j, o) in row.iter_mut().enumerate() {
-                        o.write(f(x[base + j * s]));
+                    s => {
+                        for (j, o) in row.iter_mut().enumerate() {
+                            o.write(f(x[base + j * s]));
+                        }
                     }
                 }
             }
-        }
-    })
+        })
+    }
 }
 
 /// `f(a, b)` over two views of one shape, in row-major order, into a new vector.
@@ -125,78 +136,88 @@ pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Poole
     b: &[B],
     lb: &Layout,
     f: impl Fn(A, B) -> U + Sync + Send,
-) -> Vec<U> {
+) -> Result<Vec<U>> {
     debug_assert_eq!(la.shape(), lb.shape());
     let n = la.numel();
     if let (Some(oa), Some(ob)) = (la.contiguous_offset(), lb.contiguous_offset()) {
         let (a, b) = (&a[oa..oa + n], &b[ob..ob + n]);
-        return build(n, 1, |start, o| {
-            let end = start + o.len();
-            for ((o, &x), &y) in o.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
-                o.write(f(x, y));
-            }
-        });
+        // SAFETY: each chunk is written element by element (zip with equal-length inputs).
+        return unsafe {
+            build(n, 1, |start, o| {
+                let end = start + o.len();
+                for ((o, &x), &y) in o.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
+                    o.write(f(x, y));
+                }
+            })
+        };
     }
     let (ra, rb) = (Rows::new(la), Rows::new(lb));
     let len = ra.len.max(1);
-    build(n, len, |start, o| {
-        let bases = ra.starts(start / len).zip(rb.starts(start / len));
-        for (row, (ba, bb)) in o.chunks_mut(len).zip(bases) {
-            let m = row.len();
-            // the common shapes of broadcasting get loops the compiler can vectorise
-            match (ra.stride, rb.stride) {
-                (1, 1) => {
-                    for ((o, &x), &y) in row.iter_mut().zip(&a[ba..ba + m]).zip(&b[bb..bb + m]) {
-                        o.write(f(x, y));
+    // SAFETY: chunks are whole rows; every arm writes its whole row.
+    unsafe {
+        build(n, len, |start, o| {
+            let bases = ra.starts(start / len).zip(rb.starts(start / len));
+            for (row, (ba, bb)) in o.chunks_mut(len).zip(bases) {
+                let m = row.len();
+                // the common shapes of broadcasting get loops the compiler can vectorise
+                match (ra.stride, rb.stride) {
+                    (1, 1) => {
+                        for ((o, &x), &y) in row.iter_mut().zip(&a[ba..ba + m]).zip(&b[bb..bb + m]) {
+                            o.write(f(x, y));
+                        }
                     }
-                }
-                (1, 0) => {
-                    let y = b[bb];
-                    for (o, &x) in row.iter_mut().zip(&a[ba..ba + m]) {
-                        o.write(f(x, y));
+                    (1, 0) => {
+                        let y = b[bb];
+                        for (o, &x) in row.iter_mut().zip(&a[ba..ba + m]) {
+                            o.write(f(x, y));
+                        }
                     }
-                }
-                (0, 1) => {
-                    let x = a[ba];
-                    for (o, &y) in row.iter_mut().zip(&b[bb..bb + m]) {
-                        o.write(f(x, y));
+                    (0, 1) => {
+                        let x = a[ba];
+                        for (o, &y) in row.iter_mut().zip(&b[bb..bb + m]) {
+                            o.write(f(x, y));
+                        }
                     }
-                }
-                (sa, sb) => {
-                    for (j, o) in row.iter_mut().enumerate() {
-                        o.write(f(a[ba + j * sa], b[bb + j * sb]));
+                    (sa, sb) => {
+                        for (j, o) in row.iter_mut().enumerate() {
+                            o.write(f(a[ba + j * sa], b[bb + j * sb]));
+                        }
                     }
                 }
             }
-        }
-    })
+        })
+    }
 }
 
 /// The view `l` of `x` as a contiguous vector (a plain copy when already contiguous).
-pub(crate) fn contiguous<T: Pooled + Sync>(x: &[T], l: &Layout) -> Vec<T> {
+pub(crate) fn contiguous<T: Pooled + Sync>(x: &[T], l: &Layout) -> Result<Vec<T>> {
     map_strided(x, l, |v| v)
 }
 
 /// The view as a borrowed slice when contiguous, else a fresh contiguous copy.
-pub(crate) fn contiguous_cow<'a, T: Pooled + Sync>(x: &'a [T], l: &Layout) -> std::borrow::Cow<'a, [T]> {
-    match l.contiguous_offset() {
+pub(crate) fn contiguous_cow<'a, T: Pooled + Sync>(x: &'a [T], l: &Layout) -> Result<std::borrow::Cow<'a, [T]>> {
+    Ok(match l.contiguous_offset() {
         Some(off) => std::borrow::Cow::Borrowed(&x[off..off + l.numel()]),
-        None => std::borrow::Cow::Owned(contiguous(x, l)),
-    }
+        None => std::borrow::Cow::Owned(contiguous(x, l)?),
+    })
 }
 
-fn rand_vec<T: Element>(numel: usize, dist: Distribution, seed: u64) -> Vec<T> {
+fn rand_vec<T: Element + Pooled>(numel: usize, dist: Distribution, seed: u64) -> Result<Vec<T>> {
     let draw = |i: usize| match dist {
         Distribution::Uniform { lo, hi } => lo + (hi - lo) * rng::uniform_at(seed, i as u64),
         Distribution::Normal { mean, std } => mean + std * rng::normal_at(seed, i as u64),
     };
-    if numel < PAR_THRESHOLD {
-        return (0..numel).map(|i| T::from_f64(draw(i))).collect();
+    // SAFETY: every element of each chunk is written.
+    unsafe {
+        build(numel, 1, |start, o| {
+            for (j, o) in o.iter_mut().enumerate() {
+                o.write(T::from_f64(draw(start + j)));
+            }
+        })
     }
-    (0..numel).into_par_iter().map(|i| T::from_f64(draw(i))).collect()
 }
 
-fn cast_vec<T: Element, U: Element + Pooled>(x: &[T], l: &Layout) -> Vec<U> {
+fn cast_vec<T: Element, U: Element + Pooled>(x: &[T], l: &Layout) -> Result<Vec<U>> {
     map_strided(x, l, |v| U::from_f64(v.to_f64()))
 }
 
@@ -212,53 +233,65 @@ impl Kernels for CpuBackend {
     }
 
     fn to_host(&self, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
-        self.copy_strided(x, l)
+        self.copy_strided(x, l).map_err(|e| e.in_op("to_host"))
     }
 
     fn fill(&self, numel: usize, dtype: DType, value: f64) -> Result<CpuStorage> {
-        Ok(match dtype {
-            DType::F32 => CpuStorage::F32(f32::filled(numel, value as f32)),
-            DType::F64 => CpuStorage::F64(f64::filled(numel, value)),
-            DType::I64 => CpuStorage::I64(i64::filled(numel, value as i64)),
-        })
+        (|| -> Result<CpuStorage> {
+            Ok(match dtype {
+                DType::F32 => CpuStorage::F32(f32::filled(numel, value as f32)?),
+                DType::F64 => CpuStorage::F64(f64::filled(numel, value)?),
+                DType::I64 => CpuStorage::I64(i64::filled(numel, value as i64)?),
+            })
+        })()
+        .map_err(|e| e.in_op("fill"))
     }
 
     fn rand(&self, numel: usize, dtype: DType, dist: Distribution, seed: u64) -> Result<CpuStorage> {
-        Ok(match dtype {
-            DType::F32 => CpuStorage::F32(rand_vec(numel, dist, seed)),
-            DType::F64 => CpuStorage::F64(rand_vec(numel, dist, seed)),
-            DType::I64 => return Err(Error::DType { op: "rand", expected: "a float dtype", got: dtype }),
-        })
+        (|| -> Result<CpuStorage> {
+            Ok(match dtype {
+                DType::F32 => CpuStorage::F32(rand_vec(numel, dist, seed)?),
+                DType::F64 => CpuStorage::F64(rand_vec(numel, dist, seed)?),
+                DType::I64 => return Err(Error::DType { op: "rand", expected: "a float dtype", got: dtype }),
+            })
+        })()
+        .map_err(|e| e.in_op("rand"))
     }
 
     fn copy_strided(&self, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
-        Ok(match x {
-            CpuStorage::F32(v) => CpuStorage::F32(contiguous(v, l)),
-            CpuStorage::F64(v) => CpuStorage::F64(contiguous(v, l)),
-            CpuStorage::I64(v) => CpuStorage::I64(contiguous(v, l)),
-        })
+        (|| -> Result<CpuStorage> {
+            Ok(match x {
+                CpuStorage::F32(v) => CpuStorage::F32(contiguous(v, l)?),
+                CpuStorage::F64(v) => CpuStorage::F64(contiguous(v, l)?),
+                CpuStorage::I64(v) => CpuStorage::I64(contiguous(v, l)?),
+            })
+        })()
+        .map_err(|e| e.in_op("copy_strided"))
     }
 
     fn cast(&self, x: &CpuStorage, l: &Layout, dtype: DType) -> Result<CpuStorage> {
-        Ok(match (x, dtype) {
-            (CpuStorage::F32(v), DType::F32) => CpuStorage::F32(contiguous(v, l)),
-            (CpuStorage::F64(v), DType::F64) => CpuStorage::F64(contiguous(v, l)),
-            (CpuStorage::I64(v), DType::I64) => CpuStorage::I64(contiguous(v, l)),
-            (CpuStorage::F32(v), DType::F64) => CpuStorage::F64(cast_vec(v, l)),
-            (CpuStorage::F32(v), DType::I64) => CpuStorage::I64(cast_vec(v, l)),
-            (CpuStorage::F64(v), DType::F32) => CpuStorage::F32(cast_vec(v, l)),
-            (CpuStorage::F64(v), DType::I64) => CpuStorage::I64(cast_vec(v, l)),
-            (CpuStorage::I64(v), DType::F32) => CpuStorage::F32(cast_vec(v, l)),
-            (CpuStorage::I64(v), DType::F64) => CpuStorage::F64(cast_vec(v, l)),
-        })
+        (|| -> Result<CpuStorage> {
+            Ok(match (x, dtype) {
+                (CpuStorage::F32(v), DType::F32) => CpuStorage::F32(contiguous(v, l)?),
+                (CpuStorage::F64(v), DType::F64) => CpuStorage::F64(contiguous(v, l)?),
+                (CpuStorage::I64(v), DType::I64) => CpuStorage::I64(contiguous(v, l)?),
+                (CpuStorage::F32(v), DType::F64) => CpuStorage::F64(cast_vec(v, l)?),
+                (CpuStorage::F32(v), DType::I64) => CpuStorage::I64(cast_vec(v, l)?),
+                (CpuStorage::F64(v), DType::F32) => CpuStorage::F32(cast_vec(v, l)?),
+                (CpuStorage::F64(v), DType::I64) => CpuStorage::I64(cast_vec(v, l)?),
+                (CpuStorage::I64(v), DType::F32) => CpuStorage::F32(cast_vec(v, l)?),
+                (CpuStorage::I64(v), DType::F64) => CpuStorage::F64(cast_vec(v, l)?),
+            })
+        })()
+        .map_err(|e| e.in_op("cast"))
     }
 
     fn unary(&self, op: UnaryOp, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
-        unary::unary(op, x, l)
+        unary::unary(op, x, l).map_err(|e| e.in_op("unary"))
     }
 
     fn binary(&self, op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
-        binary::binary(op, a, la, b, lb)
+        binary::binary(op, a, la, b, lb).map_err(|e| e.in_op("binary"))
     }
 
     fn where_cond(
@@ -270,23 +303,23 @@ impl Kernels for CpuBackend {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<CpuStorage> {
-        binary::where_cond(cond, lc, a, la, b, lb)
+        binary::where_cond(cond, lc, a, la, b, lb).map_err(|e| e.in_op("where_cond"))
     }
 
     fn reduce(&self, op: ReduceOp, x: &CpuStorage, l: &Layout, axes: &[usize]) -> Result<CpuStorage> {
-        reduce::reduce(op, x, l, axes)
+        reduce::reduce(op, x, l, axes).map_err(|e| e.in_op("reduce"))
     }
 
     fn softmax(&self, x: &CpuStorage, l: &Layout, axis: usize, log: bool) -> Result<CpuStorage> {
-        reduce::softmax(x, l, axis, log)
+        reduce::softmax(x, l, axis, log).map_err(|e| e.in_op("softmax"))
     }
 
     fn matmul(&self, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
-        matmul::matmul(a, la, b, lb)
+        matmul::matmul(a, la, b, lb).map_err(|e| e.in_op("matmul"))
     }
 
     fn conv2d(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout, p: &Conv2dParams) -> Result<CpuStorage> {
-        conv::conv2d(x, lx, w, lw, p)
+        conv::conv2d(x, lx, w, lw, p).map_err(|e| e.in_op("conv2d"))
     }
 
     fn conv2d_grad_input(
@@ -298,7 +331,7 @@ impl Kernels for CpuBackend {
         p: &Conv2dParams,
         input_hw: (usize, usize),
     ) -> Result<CpuStorage> {
-        conv::conv2d_grad_input(grad, lg, w, lw, p, input_hw)
+        conv::conv2d_grad_input(grad, lg, w, lw, p, input_hw).map_err(|e| e.in_op("conv2d_grad_input"))
     }
 
     fn conv2d_grad_weight(
@@ -310,7 +343,7 @@ impl Kernels for CpuBackend {
         p: &Conv2dParams,
         kernel_hw: (usize, usize),
     ) -> Result<CpuStorage> {
-        conv::conv2d_grad_weight(x, lx, grad, lg, p, kernel_hw)
+        conv::conv2d_grad_weight(x, lx, grad, lg, p, kernel_hw).map_err(|e| e.in_op("conv2d_grad_weight"))
     }
 
     fn index_select(
@@ -321,11 +354,11 @@ impl Kernels for CpuBackend {
         idx: &CpuStorage,
         li: &Layout,
     ) -> Result<CpuStorage> {
-        index::index_select(x, lx, dim, idx, li)
+        index::index_select(x, lx, dim, idx, li).map_err(|e| e.in_op("index_select"))
     }
 
     fn gather(&self, x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, li: &Layout) -> Result<CpuStorage> {
-        index::gather(x, lx, dim, idx, li)
+        index::gather(x, lx, dim, idx, li).map_err(|e| e.in_op("gather"))
     }
 
     fn scatter_add(
@@ -338,10 +371,10 @@ impl Kernels for CpuBackend {
         src: &CpuStorage,
         ls: &Layout,
     ) -> Result<CpuStorage> {
-        index::scatter_add(dst, ld, dim, idx, li, src, ls)
+        index::scatter_add(dst, ld, dim, idx, li, src, ls).map_err(|e| e.in_op("scatter_add"))
     }
 
     fn cat(&self, parts: &[(&CpuStorage, &Layout)], dim: usize) -> Result<CpuStorage> {
-        index::cat(parts, dim)
+        index::cat(parts, dim).map_err(|e| e.in_op("cat"))
     }
 }

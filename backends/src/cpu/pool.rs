@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use crate::{Device, Error, Result};
+
 /// Buffers smaller than this are not pooled.
 pub const MIN_POOLED_BYTES: usize = 1 << 16;
 
@@ -44,25 +46,31 @@ pub trait Pooled: Copy + Send + Sized + 'static {
     #[doc(hidden)]
     fn buckets() -> &'static Buckets<Self>;
 
-    /// A vector of length 0 and capacity at least `n`, reused when one is free.
-    fn take(n: usize) -> Vec<Self> {
-        let bytes = n * size_of::<Self>();
+    /// A vector of length 0 and capacity at least `n`, reused when one is free. An
+    /// allocation the system refuses (or a byte size past `isize::MAX`) is
+    /// [`Error::OutOfMemory`], never an abort.
+    fn take(n: usize) -> Result<Vec<Self>> {
+        let oom =
+            || Error::OutOfMemory { op: "alloc", bytes: n as u128 * size_of::<Self>() as u128, device: Device::Cpu };
+        let bytes = n.checked_mul(size_of::<Self>()).filter(|&b| b <= isize::MAX as usize).ok_or_else(oom)?;
         if bytes >= MIN_POOLED_BYTES {
             let reused = Self::buckets().lock().ok().and_then(|mut b| b.as_mut()?.get_mut(&n)?.pop());
             if let Some(mut v) = reused {
                 HELD.fetch_sub(bytes, Ordering::Relaxed);
                 v.clear();
-                return v;
+                return Ok(v);
             }
         }
-        Vec::with_capacity(n)
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| oom())?;
+        Ok(v)
     }
 
     /// `n` copies of `value` in a reused buffer when one is free.
-    fn filled(n: usize, value: Self) -> Vec<Self> {
-        let mut v = Self::take(n);
+    fn filled(n: usize, value: Self) -> Result<Vec<Self>> {
+        let mut v = Self::take(n)?;
         v.resize(n, value);
-        v
+        Ok(v)
     }
 
     /// Returns a buffer to the pool (or to the allocator when small or over the limit).
@@ -105,17 +113,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn impossible_allocations_are_errors() {
+        // 2^61 f64 = 16 EiB: past isize::MAX bytes.
+        let err = f64::take(1 << 61).unwrap_err();
+        assert!(matches!(err, Error::OutOfMemory { bytes, device: Device::Cpu, .. } if bytes == 1u128 << 64), "{err}");
+        // 2^50 f32 = 4 PiB: a valid size no machine here can back.
+        assert!(matches!(f32::take(1 << 50), Err(Error::OutOfMemory { .. })));
+    }
+
+    #[test]
     fn large_buffers_are_reused_small_ones_are_not() {
         let n = MIN_POOLED_BYTES; // f64: 8x the threshold
-        let v = f64::filled(n, 1.5);
+        let v = f64::filled(n, 1.5).unwrap();
         let ptr = v.as_ptr();
         f64::give(v);
-        let again = f64::take(n);
+        let again = f64::take(n).unwrap();
         assert_eq!((again.as_ptr(), again.len()), (ptr, 0), "the same allocation comes back, emptied");
-        let small = f64::filled(4, 0.0);
+        let small = f64::filled(4, 0.0).unwrap();
         f64::give(small);
-        assert!(f64::take(4).capacity() >= 4);
-        let z = f64::filled(n, 0.0);
+        assert!(f64::take(4).unwrap().capacity() >= 4);
+        let z = f64::filled(n, 0.0).unwrap();
         assert!(z.iter().all(|&x| x == 0.0));
     }
 }

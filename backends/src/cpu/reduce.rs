@@ -217,15 +217,15 @@ fn op_name(op: ReduceOp) -> &'static str {
 }
 
 /// The view as a contiguous `[outer, red, inner]` buffer for a reduction over `axes`.
-fn as_3d<'a, T: Num>(x: &'a [T], l: &Layout, axes: &[usize]) -> (std::borrow::Cow<'a, [T]>, [usize; 3]) {
+fn as_3d<'a, T: Num>(x: &'a [T], l: &Layout, axes: &[usize]) -> Result<(std::borrow::Cow<'a, [T]>, [usize; 3])> {
     let shape = l.shape();
     // Size-1 axes reduce to themselves; dropping them can make the run adjacent.
     let axes: Vec<usize> = axes.iter().copied().filter(|&a| shape[a] != 1).collect();
     let prod = |r: std::ops::Range<usize>| shape[r].iter().product::<usize>();
-    match (axes.first(), axes.last()) {
-        (None, _) | (_, None) => (contiguous_cow(x, l), [l.numel(), 1, 1]),
+    Ok(match (axes.first(), axes.last()) {
+        (None, _) | (_, None) => (contiguous_cow(x, l)?, [l.numel(), 1, 1]),
         (Some(&a0), Some(&a1)) if a1 - a0 + 1 == axes.len() => {
-            (contiguous_cow(x, l), [prod(0..a0), prod(a0..a1 + 1), prod(a1 + 1..shape.len())])
+            (contiguous_cow(x, l)?, [prod(0..a0), prod(a0..a1 + 1), prod(a1 + 1..shape.len())])
         }
         _ => {
             let mut perm: Vec<usize> = (0..shape.len()).filter(|d| !axes.contains(d)).collect();
@@ -234,13 +234,13 @@ fn as_3d<'a, T: Num>(x: &'a [T], l: &Layout, axes: &[usize]) -> (std::borrow::Co
             let red = axes.iter().map(|&d| shape[d]).product();
             // `perm` is a permutation by construction.
             let pl = l.permute(&perm).unwrap_or_else(|_| l.clone());
-            (std::borrow::Cow::Owned(contiguous(x, &pl)), [outer, red, 1])
+            (std::borrow::Cow::Owned(contiguous(x, &pl)?), [outer, red, 1])
         }
-    }
+    })
 }
 
 fn reduce_typed<T: Num>(op: ReduceOp, x: &[T], l: &Layout, axes: &[usize]) -> Result<CpuStorage> {
-    let (buf, [outer, red, inner]) = as_3d(x, l, axes);
+    let (buf, [outer, red, inner]) = as_3d(x, l, axes)?;
     if red == 0 && outer * inner > 0 && op != ReduceOp::Sum {
         return Err(Error::shape(op_name(op), &[l.shape()], format!("reduction over an empty dimension {axes:?}")));
     }
@@ -320,15 +320,15 @@ fn softmax_block<T: Float>(x: &[T], y: &mut [T], n: usize, inner: usize, log: bo
     }
 }
 
-fn softmax_typed<T: Float>(x: &[T], l: &Layout, axis: usize, log: bool) -> Vec<T> {
-    let x = contiguous_cow(x, l);
+fn softmax_typed<T: Float>(x: &[T], l: &Layout, axis: usize, log: bool) -> Result<Vec<T>> {
+    let x = contiguous_cow(x, l)?;
     let shape = l.shape();
     let n = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
     let block = n * inner;
-    let mut y = T::filled(x.len(), T::ZERO);
+    let mut y = T::filled(x.len(), T::ZERO)?;
     if block == 0 {
-        return y;
+        return Ok(y);
     }
     let run = |(yb, xb): (&mut [T], &[T])| softmax_block(xb, yb, n, inner, log);
     if x.len() >= PAR_THRESHOLD {
@@ -337,7 +337,7 @@ fn softmax_typed<T: Float>(x: &[T], l: &Layout, axis: usize, log: bool) -> Vec<T
     } else {
         y.chunks_mut(block).zip(x.chunks(block)).for_each(run);
     }
-    y
+    Ok(y)
 }
 
 /// Numerically stable softmax (or log-softmax) along `axis` of the view `l`; contiguous output.
@@ -347,8 +347,8 @@ pub fn softmax(x: &CpuStorage, l: &Layout, axis: usize, log: bool) -> Result<Cpu
         return Err(Error::Dim { op, dim: axis as i64, rank: l.rank() });
     }
     Ok(match x {
-        CpuStorage::F32(v) => CpuStorage::F32(softmax_typed(v, l, axis, log)),
-        CpuStorage::F64(v) => CpuStorage::F64(softmax_typed(v, l, axis, log)),
+        CpuStorage::F32(v) => CpuStorage::F32(softmax_typed(v, l, axis, log)?),
+        CpuStorage::F64(v) => CpuStorage::F64(softmax_typed(v, l, axis, log)?),
         CpuStorage::I64(_) => return Err(Error::DType { op, expected: "a float dtype", got: DType::I64 }),
     })
 }

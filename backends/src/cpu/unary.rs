@@ -99,10 +99,10 @@ pub fn unary(op: UnaryOp, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
                 let f = float_fn(op);
                 map_strided(v, l, move |x| f(x as f64, p0, p1) as f32)
             }
-        }),
+        }?),
         CpuStorage::F64(v) => {
             let f = float_fn(op);
-            CpuStorage::F64(map_strided(v, l, move |x| f(x, p0, p1)))
+            CpuStorage::F64(map_strided(v, l, move |x| f(x, p0, p1))?)
         }
         CpuStorage::I64(v) => CpuStorage::I64(match op {
             UnaryOp::Neg => map_strided(v, l, |x: i64| x.wrapping_neg()),
@@ -113,6 +113,6 @@ pub fn unary(op: UnaryOp, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
                 map_strided(v, l, move |x: i64| x.wrapping_mul(m).wrapping_add(a))
             }
             _ => return Err(Error::DType { op: "unary", expected: "a float dtype for this op", got: DType::I64 }),
-        }),
+        }?),
     })
 }

@@ -155,7 +155,7 @@ impl<R: Runtime> GpuBackend<R> {
     /// `cols [n, g, K, L]` of the input view.
     fn im2col(&self, x: &CubeStorage, lx: &Layout, gm: &Geom, p: &Conv2dParams) -> Result<CubeStorage> {
         let total = gm.n * gm.g * gm.k() * gm.l();
-        let cols = self.alloc(total, x.dtype);
+        let cols = self.alloc(total, x.dtype)?;
         if total > 0 {
             let (xa, x_off) = self.view(x, lx);
             let (geom, conv) = Self::seqs(gm, p);
@@ -223,7 +223,7 @@ impl<R: Runtime> GpuBackend<R> {
         let (wc, wl) = self.weight_view(w, lw, &gm, true)?;
         let dcols = self.matmul_impl(&wc, &wl, &gc, &gl)?;
         let total = gm.n * gm.c * gm.h * gm.w;
-        let dx = self.alloc(total, grad.dtype);
+        let dx = self.alloc(total, grad.dtype)?;
         if total > 0 {
             let (geom, conv) = Self::seqs(&gm, p);
             let (count, dim) = self.grid(total);

@@ -524,14 +524,14 @@ impl<R: Runtime> GpuBackend<R> {
     }
 
     pub(super) fn copy_strided_impl(&self, x: &CubeStorage, l: &Layout) -> Result<CubeStorage> {
-        let out = self.alloc(l.numel(), x.dtype);
+        let out = self.alloc(l.numel(), x.dtype)?;
         self.copy_into(x, l, &out, &Layout::contiguous(l.shape()))?;
         Ok(out)
     }
 
     pub(super) fn fill_impl(&self, n: usize, dtype: DType, value: f64) -> Result<CubeStorage> {
         self.check("fill", dtype)?;
-        let out = self.alloc(n, dtype);
+        let out = self.alloc(n, dtype)?;
         if n > 0 {
             let (count, dim) = self.grid(n);
             with_dtype!(dtype, E => fill_kernel::launch::<E, R>(
@@ -548,7 +548,7 @@ impl<R: Runtime> GpuBackend<R> {
             return self.copy_strided_impl(x, l);
         }
         let n = l.numel();
-        let out = self.alloc(n, dtype);
+        let out = self.alloc(n, dtype)?;
         if n > 0 {
             let (xa, x_off) = self.view(x, l);
             let (count, dim) = self.grid(n);
@@ -562,7 +562,7 @@ impl<R: Runtime> GpuBackend<R> {
     pub(super) fn unary_impl(&self, op: UnaryOp, x: &CubeStorage, l: &Layout) -> Result<CubeStorage> {
         self.same_device("unary", x)?;
         let n = l.numel();
-        let out = self.alloc(n, x.dtype);
+        let out = self.alloc(n, x.dtype)?;
         if n == 0 {
             return Ok(out);
         }
@@ -616,7 +616,7 @@ impl<R: Runtime> GpuBackend<R> {
             return Err(Error::DType { op: "binary", expected: "a float dtype for div and pow", got: DType::I64 });
         }
         let n = la.numel();
-        let out = self.alloc(n, a.dtype);
+        let out = self.alloc(n, a.dtype)?;
         if n == 0 {
             return Ok(out);
         }
@@ -656,7 +656,7 @@ impl<R: Runtime> GpuBackend<R> {
             return Err(Error::shape("where", &[lc.shape(), la.shape(), lb.shape()], "operands must share one shape"));
         }
         let n = la.numel();
-        let out = self.alloc(n, a.dtype);
+        let out = self.alloc(n, a.dtype)?;
         if n == 0 {
             return Ok(out);
         }

@@ -161,7 +161,7 @@ impl<R: Runtime> GpuBackend<R> {
         let mut shape = lx.shape().to_vec();
         shape[dim] = li.shape()[0];
         let n: usize = shape.iter().product();
-        let out = self.alloc(n, x.dtype);
+        let out = self.alloc(n, x.dtype)?;
         if n > 0 {
             let (xa, x_off) = self.view(x, lx);
             let (ia, i_off) = self.view(idx, li);
@@ -188,7 +188,7 @@ impl<R: Runtime> GpuBackend<R> {
             return Err(Error::shape("gather", &[lx.shape(), li.shape()], format!("bad index shape for dim {dim}")));
         }
         let n = li.numel();
-        let out = self.alloc(n, x.dtype);
+        let out = self.alloc(n, x.dtype)?;
         if n > 0 {
             let (xa, x_off) = self.view(x, lx);
             let (ia, i_off) = self.view(idx, li);
@@ -224,7 +224,7 @@ impl<R: Runtime> GpuBackend<R> {
             return Err(Error::shape("scatter_add", &[ld.shape(), li.shape(), ls.shape()], "bad index/source shape"));
         }
         let n = ld.numel();
-        let out = self.alloc(n, dst.dtype);
+        let out = self.alloc(n, dst.dtype)?;
         if n > 0 {
             let (da, d_off) = self.view(dst, ld);
             let (ia, i_off) = self.view(idx, li);
@@ -257,7 +257,7 @@ impl<R: Runtime> GpuBackend<R> {
             }
             shape[dim] += l.shape()[dim];
         }
-        let out = self.alloc(shape.iter().product(), first.dtype);
+        let out = self.alloc(shape.iter().product(), first.dtype)?;
         let lo = Layout::contiguous(&shape);
         let mut start = 0;
         for &(s, l) in parts {

@@ -112,7 +112,7 @@ impl<R: Runtime> GpuBackend<R> {
         if k == 0 {
             return self.fill_impl(batch * m * n, a.dtype, 0.0);
         }
-        let out = self.alloc(batch * m * n, a.dtype);
+        let out = self.alloc(batch * m * n, a.dtype)?;
         if a.dtype == DType::F32 && self.matmul_cubek(a, la, b, lb, &out, [batch, m, k, n]).is_ok() {
             return Ok(out);
         }

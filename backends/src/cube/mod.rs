@@ -146,9 +146,16 @@ impl<R: Runtime> GpuBackend<R> {
     }
 
     /// A fresh contiguous buffer of `len` elements (at least one byte-word is allocated).
-    fn alloc(&self, len: usize, dtype: DType) -> CubeStorage {
-        let handle = self.client.empty(len.max(1) * dtype.size_in_bytes());
-        CubeStorage { handle, device: self.device, dtype, len }
+    /// A size past what the device can allocate in one buffer (cubecl's `max_page_size`)
+    /// is [`Error::OutOfMemory`] here, before cubecl would panic on it.
+    fn alloc(&self, len: usize, dtype: DType) -> Result<CubeStorage> {
+        let bytes = len.max(1) as u128 * dtype.size_in_bytes() as u128;
+        let max = self.client.properties().memory.max_page_size as u128;
+        if bytes > max || bytes > isize::MAX as u128 {
+            return Err(Error::OutOfMemory { op: "alloc", bytes, device: self.device });
+        }
+        let handle = self.client.empty(bytes as usize);
+        Ok(CubeStorage { handle, device: self.device, dtype, len })
     }
 
     fn storage(&self, handle: Handle, len: usize, dtype: DType) -> CubeStorage {
@@ -213,9 +220,13 @@ impl<R: Runtime> Kernels for GpuBackend<R> {
     fn from_host(&self, data: &CpuStorage) -> Result<CubeStorage> {
         self.check("from_host", data.dtype())?;
         if data.is_empty() {
-            return Ok(self.alloc(0, data.dtype()));
+            return self.alloc(0, data.dtype());
         }
-        let handle = self.client.create_from_slice(host_bytes(data));
+        let bytes = host_bytes(data);
+        if bytes.len() as u64 > self.client.properties().memory.max_page_size {
+            return Err(Error::OutOfMemory { op: "from_host", bytes: bytes.len() as u128, device: self.device });
+        }
+        let handle = self.client.create_from_slice(bytes);
         Ok(self.storage(handle, data.len(), data.dtype()))
     }
 

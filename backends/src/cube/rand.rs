@@ -82,7 +82,7 @@ impl<R: Runtime> GpuBackend<R> {
                 msg: format!("{} has no 64-bit integers in shaders", self.device),
             });
         }
-        let out = self.alloc(n, dtype);
+        let out = self.alloc(n, dtype)?;
         if n == 0 {
             return Ok(out);
         }

@@ -273,7 +273,7 @@ impl<R: Runtime> GpuBackend<R> {
             // Empty input (no rows) or an empty sum (zeros).
             return self.fill_impl(rows, out_dtype, 0.0);
         }
-        let out = self.alloc(rows, out_dtype);
+        let out = self.alloc(rows, out_dtype)?;
         if arg {
             let (count, dim) = self.row_grid(rows);
             let max = op == ReduceOp::ArgMax;
@@ -290,7 +290,7 @@ impl<R: Runtime> GpuBackend<R> {
         // Few long rows: fold parts of SPLIT_LEN first, then the parts.
         let parts = if rows < 64 && len > SPLIT_LEN { len.div_ceil(SPLIT_LEN) } else { 1 };
         let chunk = len.div_ceil(parts);
-        let first = if parts > 1 { self.alloc(rows * parts, x.dtype) } else { out.clone() };
+        let first = if parts > 1 { self.alloc(rows * parts, x.dtype)? } else { out.clone() };
         let (count, dim) = self.row_grid(rows * parts);
         with_dtype!(x.dtype, N => reduce_rows::launch::<N, R>(
             &self.client, count, dim, self.array(&c), off, self.array(&first), rows, len, chunk, parts, code
@@ -310,7 +310,7 @@ impl<R: Runtime> GpuBackend<R> {
             return Err(Error::Dim { op: "softmax", dim: axis as i64, rank: l.rank() });
         }
         let (c, off, rows, len) = self.rows_of(x, l, &[axis])?;
-        let out = self.alloc(l.numel(), x.dtype);
+        let out = self.alloc(l.numel(), x.dtype)?;
         if rows == 0 || len == 0 {
             return Ok(out);
         }

@@ -1,0 +1,131 @@
+//! Fail closed: sizes that would wrap, allocations no machine can back and views that
+//! reach past their storage are typed errors naming the op and the shape, never a panic,
+//! an abort or a wrapped size that a kernel trips over later. Each case runs in a child
+//! process (this test binary again, under a virtual-memory limit), so an abort or a panic
+//! fails the parent test instead of taking the suite down, and an allocator that would
+//! overcommit cannot hide an attempt to allocate terabytes.
+use std::process::Command;
+
+use stategrad::autograd::{Conv2dParams, DType, Device, Error, Layout, Storage, Tensor};
+use stategrad::backends::CpuStorage;
+
+const CASE_VAR: &str = "STATEGRAD_FAIL_CLOSED_CASE";
+
+fn f32s(shape: &[usize]) -> Tensor {
+    Tensor::zeros(shape, DType::F32, Device::Cpu).unwrap()
+}
+
+/// The cases: each returns the error its call gave (an `Ok` is a failure of the case).
+fn run_case(name: &str) -> Result<String, Error> {
+    let r: Result<Tensor, Error> = match name {
+        "zeros_overflow" => Tensor::zeros(&[1 << 33, 1 << 31], DType::F32, Device::Cpu),
+        "from_vec_overflow" => Tensor::from_vec(Vec::<f32>::new(), &[1 << 33, 1 << 31], Device::Cpu),
+        "expand_overflow" => f32s(&[1, 8]).expand(&[1 << 62, 8]),
+        "zeros_out_of_memory" => Tensor::zeros(&[1 << 40], DType::F32, Device::Cpu),
+        "kernel_out_of_memory" => f32s(&[1]).expand(&[1 << 38]).and_then(|x| x.exp()),
+        "reshape_wrap" => f32s(&[2]).reshape(&[(1 << 63) + 1, 2]),
+        "broadcast_overflow" => {
+            let a = f32s(&[1, 1]).expand(&[1 << 40, 1])?;
+            let b = f32s(&[1, 1]).expand(&[1, 1 << 40])?;
+            a.add(&b)
+        }
+        "matmul_overflow" => {
+            let a = f32s(&[1, 1]).expand(&[1 << 33, 1])?;
+            let b = f32s(&[1, 1]).expand(&[1, 1 << 33])?;
+            a.matmul(&b)
+        }
+        "cat_overflow" => {
+            let a = f32s(&[1]).expand(&[1 << 58])?; // each fits; five do not
+            Tensor::cat(&[&a, &a, &a, &a, &a], 0)
+        }
+        "conv_padding_overflow" => {
+            let p = Conv2dParams { padding: (usize::MAX / 2, 1), ..Default::default() };
+            f32s(&[1, 1, 3, 3]).conv2d(&f32s(&[1, 1, 2, 2]), None, p)
+        }
+        "arange_overflow" => Tensor::arange(i64::MIN, i64::MAX, DType::I64, Device::Cpu),
+        "from_storage_past_the_end" => {
+            let storage = Storage::from_host(CpuStorage::F32(vec![0.0; 4]), Device::Cpu)?;
+            Tensor::from_storage(storage, Layout::contiguous(&[100]))
+        }
+        "layout_rank_mismatch" => Layout::new(&[2, 3], &[1], 0).map(|_| f32s(&[1])),
+        "layout_extent_overflow" => Layout::new(&[3, 3], &[usize::MAX / 2, 1], 0).map(|_| f32s(&[1])),
+        other => panic!("unknown case {other}"),
+    };
+    match r {
+        Ok(t) => Ok(format!("unexpected Ok: shape {:?}", t.shape())),
+        Err(e) => Err(e),
+    }
+}
+
+/// The child's entry point (ignored in a normal run; the parent runs it by name).
+#[test]
+#[ignore = "entry point of the child processes spawned by the other tests"]
+fn child_entry() {
+    let case = std::env::var(CASE_VAR).expect("run by the parent with the case name set");
+    match run_case(&case) {
+        Err(e) => println!("CASE-ERR {e:?} ::: {e}"),
+        Ok(msg) => println!("CASE-OK {msg}"),
+    }
+}
+
+/// Runs `case` in a child process limited to 8 GiB of address space and returns what it
+/// printed; fails if the child died (signal, abort, panic).
+fn in_child(case: &str) -> String {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 8388608 2>/dev/null; exec \"$0\" child_entry --exact --ignored --nocapture --test-threads=1")
+        .arg(exe)
+        .env(CASE_VAR, case)
+        .output()
+        .expect("spawn the child");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "case {case}: the child died ({:?})\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    let line = stdout.lines().find_map(|l| l.find("CASE-").map(|i| &l[i..]));
+    line.unwrap_or_else(|| panic!("case {case}: no result in {stdout}")).to_string()
+}
+
+fn expect_err(case: &str, variant: &str, needles: &[&str]) {
+    let line = in_child(case);
+    assert!(line.starts_with(&format!("CASE-ERR {variant}")), "case {case}: expected Error::{variant}, got {line}");
+    for n in needles {
+        assert!(line.contains(n), "case {case}: {n:?} not in {line}");
+    }
+}
+
+#[test]
+fn shape_products_that_overflow_are_shape_errors() {
+    expect_err("zeros_overflow", "Shape", &["op: \"zeros\"", "8589934592, 2147483648", "overflows"]);
+    expect_err("from_vec_overflow", "Shape", &["op: \"from_vec\"", "8589934592, 2147483648"]);
+    expect_err("expand_overflow", "Shape", &["op: \"expand\"", "4611686018427387904, 8"]);
+    expect_err("reshape_wrap", "Shape", &["op: \"reshape\"", "9223372036854775809, 2"]);
+    expect_err("broadcast_overflow", "Shape", &["op: \"add\"", "1099511627776, 1099511627776"]);
+    expect_err("matmul_overflow", "Shape", &["op: \"matmul\"", "8589934592, 8589934592"]);
+    expect_err("cat_overflow", "Shape", &["op: \"cat\""]);
+    expect_err("arange_overflow", "Shape", &["op: \"arange\""]);
+}
+
+#[test]
+fn allocations_no_machine_can_back_are_out_of_memory_errors() {
+    // 2^40 f32 = 4 TiB.
+    expect_err("zeros_out_of_memory", "OutOfMemory", &["op: \"zeros\"", "bytes: 4398046511104", "device: Cpu"]);
+    // A valid broadcast view of 2^38 elements; the kernel's output would be 1 TiB.
+    expect_err("kernel_out_of_memory", "OutOfMemory", &["op: \"unary\"", "bytes: 1099511627776"]);
+}
+
+#[test]
+fn constructors_validate_their_layouts() {
+    expect_err("from_storage_past_the_end", "Shape", &["op: \"from_storage\"", "reaching element 99", "storage of 4 elements"]);
+    expect_err("layout_rank_mismatch", "Shape", &["op: \"Layout::new\"", "differ in rank"]);
+    expect_err("layout_extent_overflow", "Shape", &["op: \"Layout::new\"", "extent overflows"]);
+    expect_err("conv_padding_overflow", "Shape", &["op: \"conv2d\""]);
+}
+
+#[test]
+fn a_view_inside_its_storage_is_accepted() {
+    // The positive side of from_storage's check: a strided view that fits.
+    let storage = Storage::from_host(CpuStorage::F32((0..12).map(|x| x as f32).collect()), Device::Cpu).unwrap();
+    let t = Tensor::from_storage(storage, Layout::new(&[2, 3], &[1, 4], 1).unwrap()).unwrap();
+    assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 5.0, 9.0, 2.0, 6.0, 10.0]);
+}
