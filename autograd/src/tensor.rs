@@ -154,8 +154,10 @@ impl Tensor {
         let n = usize::try_from(end.saturating_sub(start).max(0))
             .map_err(|_| Error::argument("arange", format!("{start}..{end} has too many elements")))?;
         checked_numel("arange", &[n])?;
-        let t = Tensor::from_vec((start..start + n as i64).collect::<Vec<i64>>(), &[n], device)?;
-        t.to_dtype(dtype)
+        let mut v: Vec<i64> = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { op: "arange", bytes: n as u128 * 8, device: Device::Cpu })?;
+        v.extend(start..start + n as i64);
+        Tensor::from_vec(v, &[n], device)?.to_dtype(dtype)
     }
 
     /// Uniform random values on `[lo, hi)` from the global generator ([`manual_seed`]).

@@ -138,6 +138,9 @@ impl Layout {
 
     /// True when the elements are stored densely in row-major order (size-1 dims ignored).
     pub fn is_contiguous(&self) -> bool {
+        if self.shape.contains(&0) {
+            return true; // no element to be out of order (and no stride is ever read)
+        }
         let mut acc = 1;
         for i in (0..self.shape.len()).rev() {
             if self.shape[i] == 1 {
@@ -212,7 +215,9 @@ impl Layout {
         }
         let mut l = self.clone();
         l.shape[dim] = len;
-        if len > 0 {
+        if l.shape.contains(&0) {
+            l.offset = 0; // an empty view reads nothing: keep its offset inside any storage
+        } else {
             l.offset += start * self.strides[dim];
         }
         Ok(l)

@@ -18,7 +18,8 @@ impl Tensor {
         }
         let out = match self.layout().reshape(shape) {
             Some(l) => self.with_layout(l),
-            None => Tensor::fresh(self.storage().copy_strided(self.layout())?, self.shape()).reshape(shape)?,
+            // A fresh contiguous copy takes the new shape directly (no second look-up).
+            None => Tensor::fresh(self.storage().copy_strided(self.layout())?, shape),
         };
         Ok(record(&[self], out, |_| Reshape { input_shape: self.shape().to_vec() }))
     }

@@ -58,6 +58,19 @@ pub(crate) unsafe fn build<U: Pooled + Sync>(
     Ok(out)
 }
 
+/// `n` copies of `value` in a fresh vector, or [`Error::OutOfMemory`] (for buffers of types
+/// the pool does not hold, such as reduction accumulators).
+pub(crate) fn try_filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+        op: "alloc",
+        bytes: n as u128 * size_of::<T>() as u128,
+        device: Device::Cpu,
+    })?;
+    v.resize(n, value);
+    Ok(v)
+}
+
 /// The last dimension of a view (its length and stride) and the storage offset of each of
 /// its rows from row `first` on: strided kernels loop over rows, with a tight inner loop.
 struct Rows {

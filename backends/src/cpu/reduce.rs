@@ -158,10 +158,11 @@ fn fold_run<T: Num, F: Fold<T>>(f: &F, xs: &[T], par: bool) -> F::Acc {
 }
 
 /// `out[o, i] = fold_r x[o, r, i]` over a contiguous `[outer, red, inner]` buffer.
-fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: usize) -> Vec<F::Out> {
-    let mut out = vec![F::Out::default(); outer * inner];
+fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: usize) -> Result<Vec<F::Out>> {
+    // outer * inner fits: it is the element count of the (checked) output shape.
+    let mut out = super::try_filled(outer * inner, F::Out::default())?;
     if out.is_empty() {
-        return out;
+        return Ok(out);
     }
     let par = x.len() >= PAR_THRESHOLD;
     if inner == 1 {
@@ -176,7 +177,7 @@ fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: us
                 *y = f.finish(fold_run(f, &x[o * red..(o + 1) * red], true));
             }
         }
-        return out;
+        return Ok(out);
     }
     // inner > 1: accumulate whole rows (vectorises over i), a stretch of COLS columns per task.
     let cols = |o: usize, c: usize, y: &mut [F::Out]| {
@@ -203,7 +204,7 @@ fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: us
             }
         }
     }
-    out
+    Ok(out)
 }
 
 fn op_name(op: ReduceOp) -> &'static str {
@@ -246,11 +247,11 @@ fn reduce_typed<T: Num>(op: ReduceOp, x: &[T], l: &Layout, axes: &[usize]) -> Re
     }
     let x = &buf[..];
     Ok(match op {
-        ReduceOp::Sum => T::into_storage(fold3(&SumFold, x, outer, red, inner)),
-        ReduceOp::Max => T::into_storage(fold3(&ExtremeFold::<true>, x, outer, red, inner)),
-        ReduceOp::Min => T::into_storage(fold3(&ExtremeFold::<false>, x, outer, red, inner)),
-        ReduceOp::ArgMax => CpuStorage::I64(fold3(&ArgFold::<true>, x, outer, red, inner)),
-        ReduceOp::ArgMin => CpuStorage::I64(fold3(&ArgFold::<false>, x, outer, red, inner)),
+        ReduceOp::Sum => T::into_storage(fold3(&SumFold, x, outer, red, inner)?),
+        ReduceOp::Max => T::into_storage(fold3(&ExtremeFold::<true>, x, outer, red, inner)?),
+        ReduceOp::Min => T::into_storage(fold3(&ExtremeFold::<false>, x, outer, red, inner)?),
+        ReduceOp::ArgMax => CpuStorage::I64(fold3(&ArgFold::<true>, x, outer, red, inner)?),
+        ReduceOp::ArgMin => CpuStorage::I64(fold3(&ArgFold::<false>, x, outer, red, inner)?),
     })
 }
 
