@@ -200,4 +200,5 @@ fn user_plain_types_can_opt_in_as_plain_data() {
 fn compile_errors_name_the_field_that_would_have_been_dropped() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
+    t.pass("tests/ui-pass/*.rs");
 }

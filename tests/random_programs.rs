@@ -68,7 +68,7 @@ fn usize_arg(a: i64) -> usize {
 const NUM_OPS: u8 = 58;
 
 /// Runs one call on the pool; what it returns (when small) joins the pool.
-fn run(pool: &mut Vec<Tensor>, c: &Call) -> Result<Vec<Tensor>, Error> {
+fn run(pool: &[Tensor], c: &Call) -> Result<Vec<Tensor>, Error> {
     let a = c.args;
     let pick = |k: i64| pool[k.rem_euclid(pool.len() as i64) as usize].clone();
     let (x, y, z) = (pick(a[0]), pick(a[1]), pick(a[2]));
@@ -192,7 +192,7 @@ fn run_program(program: &[Call]) -> Result<(), TestCaseError> {
                 format!("{:?} {:?} strides {:?}", t.dtype(), t.shape(), t.layout().strides())
             })
             .collect();
-        let outcome = catch_unwind(AssertUnwindSafe(|| run(&mut pool, c)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| run(&pool, c)));
         match outcome {
             Err(panic) => {
                 let msg = panic

@@ -55,6 +55,11 @@ const LABELS_MAGIC: u32 = 2049;
 /// A file's bytes, gunzipped when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_maybe_gz(raw, path)
+}
+
+/// `raw` gunzipped when it starts with the gzip magic (`path` names it in errors).
+pub fn decode_maybe_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 4);
         flate2::read::MultiGzDecoder::new(&raw[..])

@@ -82,6 +82,12 @@ pub fn load_safetensors(path: &Path) -> Result<StateDict> {
     parse_safetensors(&bytes).map_err(|msg| Error::Format { path: path.display().to_string(), msg })
 }
 
+/// Reads safetensors bytes already in memory (a download, an archive member); `source`
+/// names them in errors. Every malformed input is [`Error::Format`], never a panic.
+pub fn state_dict_from_safetensors(bytes: &[u8], source: &str) -> Result<StateDict> {
+    parse_safetensors(bytes).map_err(|msg| Error::Format { path: source.to_string(), msg })
+}
+
 fn parse_safetensors(bytes: &[u8]) -> std::result::Result<StateDict, String> {
     let (_, metadata) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| format!("not a safetensors file: {e}"))?;

@@ -28,7 +28,31 @@ pub fn derive_module(input: TokenStream) -> TokenStream {
     }
 }
 
+/// The path of `stategrad_nn` as the calling crate sees it: `::stategrad_nn` when it
+/// depends on `stategrad-nn` (or is it), `::stategrad::nn` when it depends only on the
+/// `stategrad` facade.
+fn nn_path(span: proc_macro2::Span) -> Tokens {
+    use proc_macro_crate::{crate_name, FoundCrate};
+    match crate_name("stategrad-nn") {
+        // Inside stategrad-nn itself, `extern crate self as stategrad_nn` makes this resolve.
+        Ok(FoundCrate::Itself) => quote_spanned!(span=> ::stategrad_nn),
+        Ok(FoundCrate::Name(name)) => {
+            let ident = syn::Ident::new(&name, span);
+            quote_spanned!(span=> ::#ident)
+        }
+        Err(_) => match crate_name("stategrad") {
+            Ok(FoundCrate::Name(name)) => {
+                let ident = syn::Ident::new(&name, span);
+                quote_spanned!(span=> ::#ident::nn)
+            }
+            Ok(FoundCrate::Itself) => quote_spanned!(span=> crate::nn),
+            Err(_) => quote_spanned!(span=> ::stategrad_nn),
+        },
+    }
+}
+
 fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
+    let nn = nn_path(proc_macro2::Span::call_site());
     let fields = match &input.data {
         Data::Struct(s) => match &s.fields {
             Fields::Named(named) => named.named.iter().collect::<Vec<_>>(),
@@ -52,9 +76,11 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         let Some(ident) = field.ident.as_ref() else { continue };
         let name = ident.to_string();
         let ty = &field.ty;
+        // The field's own span on every path, so errors point at the field.
+        let fnn = nn_path(ty.span());
         // A field whose type mentions a type parameter needs the bound on the impl.
         if mentions_any(ty, &type_params) {
-            generics.make_where_clause().predicates.push(parse_quote!(#ty: ::stategrad_nn::VisitState));
+            generics.make_where_clause().predicates.push(parse_quote!(#ty: #nn::VisitState));
         }
         // One checking function per field, so that a type without `VisitState` is an error
         // at this field that names it ("required by a bound in `field_<name>`").
@@ -62,11 +88,11 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         calls.push(quote_spanned! {ty.span()=>
             {
                 #[allow(non_snake_case)]
-                fn #check<T: ::stategrad_nn::VisitState + ?Sized>(
+                fn #check<T: #fnn::VisitState + ?Sized>(
                     x: &T,
-                    v: &mut dyn ::stategrad_nn::Visitor,
+                    v: &mut dyn #fnn::Visitor,
                 ) {
-                    ::stategrad_nn::VisitState::visit_state(x, #name, v)
+                    #fnn::VisitState::visit_state(x, #name, v)
                 }
                 #check::<#ty>(&self.#ident, v);
             }
@@ -75,8 +101,8 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     Ok(quote! {
-        impl #impl_generics ::stategrad_nn::Module for #ident #ty_generics #where_clause {
-            fn visit(&self, v: &mut dyn ::stategrad_nn::Visitor) {
+        impl #impl_generics #nn::Module for #ident #ty_generics #where_clause {
+            fn visit(&self, v: &mut dyn #nn::Visitor) {
                 #(#calls)*
             }
         }

@@ -1,0 +1,10 @@
+//! libFuzzer target: `fuzzing::optimizer_json` (see tests/fuzzing/mod.rs) on each input.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/fuzzing/mod.rs"]
+mod fuzzing;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = fuzzing::optimizer_json(data);
+});
