@@ -4,7 +4,11 @@
 //! process (this test binary again, under a virtual-memory limit), so an abort or a panic
 //! fails the parent test instead of taking the suite down, and an allocator that would
 //! overcommit cannot hide an attempt to allocate terabytes.
-use std::process::Command;
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
+
+use stategrad::nn::checkpoint::write_atomic;
+use stategrad::nn::{Linear, Module};
 
 use stategrad::autograd::{Conv2dParams, DType, Device, Error, Layout, Storage, Tensor};
 use stategrad::backends::CpuStorage;
@@ -62,6 +66,18 @@ fn run_case(name: &str) -> Result<String, Error> {
 #[ignore = "entry point of the child processes spawned by the other tests"]
 fn child_entry() {
     let case = std::env::var(CASE_VAR).expect("run by the parent with the case name set");
+    if case == "slow_save" {
+        // A save that is killed part-way: writes half a file, says so, then waits.
+        let path = std::env::var("STATEGRAD_SAVE_PATH").unwrap();
+        let _ = write_atomic(std::path::Path::new(&path), |w| {
+            w.write_all(&[7u8; 1 << 20])?;
+            w.flush()?;
+            println!("CASE-WRITING");
+            std::thread::sleep(std::time::Duration::from_secs(120));
+            Ok(())
+        });
+        return;
+    }
     match run_case(&case) {
         Err(e) => println!("CASE-ERR {e:?} ::: {e}"),
         Ok(msg) => println!("CASE-OK {msg}"),
@@ -132,4 +148,91 @@ fn a_view_inside_its_storage_is_accepted() {
     let storage = Storage::from_host(CpuStorage::F32((0..12).map(|x| x as f32).collect()), Device::Cpu).unwrap();
     let t = Tensor::from_storage(storage, Layout::new(&[2, 3], &[1, 4], 1).unwrap()).unwrap();
     assert_eq!(t.to_vec::<f32>().unwrap(), [1.0, 5.0, 9.0, 2.0, 6.0, 10.0]);
+}
+
+fn temp_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("stategrad-fail-closed-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_save_killed_part_way_leaves_litter_that_the_next_save_removes() {
+    let dir = fresh_dir("killed");
+    let path = dir.join("model.safetensors");
+    let model = Linear::new(3, 2).unwrap();
+    model.save_safetensors(&path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // kill -9 during a save, in a child process.
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args(["child_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(CASE_VAR, "slow_save")
+        .env("STATEGRAD_SAVE_PATH", &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let writing = std::io::BufReader::new(stdout).lines().map_while(Result::ok).any(|l| l.contains("CASE-WRITING"));
+    assert!(writing, "the child never started writing");
+    child.kill().unwrap(); // SIGKILL: no destructor, no cleanup
+    child.wait().unwrap();
+    let litter = temp_files(&dir);
+    assert_eq!(litter.len(), 1, "the killed save left {litter:?}");
+    assert!(litter[0].contains(&format!(".tmp-{}-", child.id())), "{litter:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the checkpoint itself is intact");
+
+    // A temporary file of a writer that is still alive is not touched.
+    let mut live = Command::new("sleep").arg("30").spawn().unwrap();
+    let live_tmp = dir.join(format!(".model.safetensors.tmp-{}-0", live.id()));
+    std::fs::write(&live_tmp, b"in progress").unwrap();
+    // Someone else's file that only looks similar is not touched either.
+    let unrelated = dir.join(".model.safetensors.tmp-notes.txt");
+    std::fs::write(&unrelated, b"mine").unwrap();
+
+    model.save_safetensors(&path).unwrap();
+    let left = temp_files(&dir);
+    live.kill().unwrap();
+    live.wait().unwrap();
+    let mut want = [".model.safetensors.tmp-notes.txt".to_string(), format!(".model.safetensors.tmp-{}-0", live.id())];
+    want.sort();
+    assert_eq!(left, want, "the dead writer's file must be gone, the live one's and the unrelated one kept");
+    assert!(Linear::new(3, 2).unwrap().load_safetensors(&path, true).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_save_that_fails_or_panics_removes_its_own_temporary_file() {
+    let dir = fresh_dir("failed");
+    let path = dir.join("state.bin");
+    let err = write_atomic(&path, |w| {
+        w.write_all(b"half")?;
+        Err(std::io::Error::other("disk full (injected)"))
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::Io { .. }) && err.to_string().contains("disk full"), "{err}");
+    assert!(temp_files(&dir).is_empty());
+    let panicked = std::panic::catch_unwind(|| {
+        let _ = write_atomic(&path, |w| {
+            w.write_all(b"half")?;
+            panic!("a bug in the caller's writer");
+        });
+    });
+    assert!(panicked.is_err());
+    assert!(temp_files(&dir).is_empty(), "a panicking writer left {:?}", temp_files(&dir));
+    assert!(!path.exists(), "nothing was ever completed");
+    let _ = std::fs::remove_dir_all(&dir);
 }
