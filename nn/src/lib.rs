@@ -33,10 +33,12 @@
 // The derive writes `::stategrad_nn::...` paths; this lets the crate's own layers use it.
 extern crate self as stategrad_nn;
 
+mod access;
 mod buffer;
 pub mod capsule;
 pub mod checkpoint;
 pub mod functional;
+mod functional_call;
 pub mod layers;
 mod module;
 pub mod optim;
@@ -50,8 +52,9 @@ mod visit;
 
 pub use buffer::Buffer;
 pub use checkpoint::{load_safetensors, save_safetensors};
+pub use functional_call::{functional_call, FunctionalOutput};
 pub use layers::*;
-pub use module::{derive_support, Forward, Module, Training, Visitor};
+pub use module::{derive_support, Forward, Module, Training, Visitor, VisitorMut};
 pub use param::Param;
 /// petgraph, whose graph type [`StateGraph::graph`] returns.
 pub use petgraph;

@@ -7,6 +7,11 @@
 //! is a child, `Option`/`Vec`/arrays/maps/`Arc` visit their contents, plain data (numbers,
 //! `String`, `Device`, `DType`, a plain `Tensor`) visits nothing.
 //!
+//! It also writes `visit_mut` (the same fields through `VisitState::visit_state_mut`: the
+//! mutable walk behind typed access and in-place replacement) and `as_any`/`as_any_mut`
+//! (`Some(self)`; type parameters get a `'static` bound, a struct with lifetime parameters
+//! keeps the default `None` and is invisible to typed walks).
+//!
 //! A field whose type implements none of it is a compile error at that field, naming it
 //! (`required by a bound in field_<name>`) and saying to derive `Module` on the type or to
 //! mark the field `#[module(skip)]`. Nothing is dropped silently.
@@ -45,6 +50,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let type_params: Vec<syn::Ident> = input.generics.type_params().map(|p| p.ident.clone()).collect();
     let mut generics = input.generics.clone();
     let mut calls = Vec::new();
+    let mut calls_mut = Vec::new();
     for field in fields {
         if is_skipped(field)? {
             continue;
@@ -71,7 +77,27 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
                 #check::<#ty>(&self.#ident, v);
             }
         });
+        calls_mut.push(quote_spanned! {ty.span()=>
+            ::stategrad_nn::VisitState::visit_state_mut(&mut self.#ident, #name, v);
+        });
     }
+    // Typed access needs `Any`, so `'static`: a module with lifetime parameters is left
+    // out of typed walks (the default `None`); type parameters get a `'static` bound.
+    let any = if input.generics.lifetimes().next().is_none() {
+        for p in &type_params {
+            generics.make_where_clause().predicates.push(parse_quote!(#p: 'static));
+        }
+        quote! {
+            fn as_any(&self) -> ::core::option::Option<&dyn ::core::any::Any> {
+                ::core::option::Option::Some(self)
+            }
+            fn as_any_mut(&mut self) -> ::core::option::Option<&mut dyn ::core::any::Any> {
+                ::core::option::Option::Some(self)
+            }
+        }
+    } else {
+        quote! {}
+    };
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     Ok(quote! {
@@ -79,6 +105,11 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             fn visit(&self, v: &mut dyn ::stategrad_nn::Visitor) {
                 #(#calls)*
             }
+            #[allow(unused_variables)]
+            fn visit_mut(&mut self, v: &mut dyn ::stategrad_nn::VisitorMut) {
+                #(#calls_mut)*
+            }
+            #any
         }
     })
 }
