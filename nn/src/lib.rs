@@ -35,6 +35,9 @@ extern crate self as stategrad_nn;
 
 mod access;
 mod buffer;
+mod clip;
+mod ema;
+mod hooks;
 pub mod capsule;
 pub mod checkpoint;
 pub mod functional;
@@ -52,7 +55,10 @@ mod visit;
 
 pub use buffer::Buffer;
 pub use checkpoint::{load_safetensors, save_safetensors};
+pub use clip::{clip_grad_norm, clip_grad_value};
+pub use ema::{Ema, EmaConfig, FloatBuffers, Warmup};
 pub use functional_call::{functional_call, FunctionalOutput};
+pub use hooks::{ForwardHooks, Hooked};
 pub use layers::*;
 pub use module::{derive_support, Forward, Module, Training, Visitor, VisitorMut};
 pub use param::Param;
