@@ -20,7 +20,8 @@ fn bits(t: &Tensor) -> Vec<u64> {
 
 /// Every parameter's and buffer's data by name, bit for bit.
 fn snapshot(m: &impl Module) -> Vec<(String, Vec<u64>)> {
-    let mut out: Vec<(String, Vec<u64>)> = m.named_parameters().into_iter().map(|(n, p)| (n, bits(&p.data()))).collect();
+    let mut out: Vec<(String, Vec<u64>)> =
+        m.named_parameters().into_iter().map(|(n, p)| (n, bits(&p.data()))).collect();
     out.extend(m.named_buffers().into_iter().map(|(n, b)| (n, bits(&b.tensor()))));
     out
 }
@@ -84,7 +85,10 @@ fn replacing_every_batchnorm2d_by_frozen_batchnorm_keeps_the_eval_output_bit_ide
     // Two affine parameters per BatchNorm left parameters(); no BN parameter remains.
     assert_eq!(net.parameters().len(), bn_params - 6);
     let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias", "head.weight", "head.bias"]);
+    assert_eq!(
+        names,
+        ["features.0.weight", "features.0.bias", "features.3.weight", "features.3.bias", "head.weight", "head.bias"]
+    );
     // The weights and biases are still saved, as buffers, under the same names (minus the counters).
     let keys_after: Vec<String> = net.state_dict().keys().map(String::from).collect();
     let expected: Vec<String> = keys_before.into_iter().filter(|k| !k.ends_with("num_batches_tracked")).collect();
@@ -251,12 +255,13 @@ fn a_hook_on_an_intermediate_changes_what_flows_to_its_inputs() {
     let y = x.mul_scalar(3.0).unwrap(); // dy/dx = 3
     let h = y.register_hook(|g| Ok(Some(g.zeros_like()?.add_scalar(10.0)?))).unwrap();
     let z = y.mul(&y).unwrap().sum_all().unwrap();
-    let g = z.backward_opts(&z.ones_like().unwrap(), BackwardOptions { retain_graph: true, create_graph: false }).unwrap();
+    let g =
+        z.backward_opts(&z.ones_like().unwrap(), BackwardOptions { retain_graph: true, create_graph: false }).unwrap();
     assert_eq!(g.get(&x).unwrap().to_vec::<f64>().unwrap(), vec![30.0; 3]);
     h.remove();
     let g = y.mul(&y).unwrap().sum_all().unwrap().backward().unwrap();
     assert_eq!(g.get(&x).unwrap().to_vec::<f64>().unwrap(), vec![18.0, 36.0, 54.0]); // 2 y * 3
-    // A replacement of the wrong shape is an error naming the shapes.
+                                                                                     // A replacement of the wrong shape is an error naming the shapes.
     let y = x.mul_scalar(1.0).unwrap();
     let _keep = y.register_hook(|_| Ok(Some(Tensor::zeros(&[2], DType::F64, CPU)?))).unwrap();
     let err = y.sum_all().unwrap().backward().unwrap_err().to_string();
@@ -367,7 +372,8 @@ struct Mlp {
 
 impl Mlp {
     fn new() -> Mlp {
-        let m = Mlp { fc1: Linear::new(3, 4).unwrap(), bn: BatchNorm1d::new(4).unwrap(), fc2: Linear::new(4, 1).unwrap() };
+        let m =
+            Mlp { fc1: Linear::new(3, 4).unwrap(), bn: BatchNorm1d::new(4).unwrap(), fc2: Linear::new(4, 1).unwrap() };
         m.to_dtype(DType::F64).unwrap();
         m
     }
@@ -745,7 +751,10 @@ fn ema_warm_up_copied_float_buffers_and_copy_to() {
     assert!(got.iter().all(|g| (g - want).abs() < 1e-12));
     // Float buffers are copied by default.
     let rm_index = m.named_buffers().iter().position(|(n, _)| n == "bn.running_mean").unwrap();
-    assert_eq!(ema.shadow("bn.running_mean").unwrap().tensor().to_vec::<f64>().unwrap(), vec![-3.0 - rm_index as f64; 2]);
+    assert_eq!(
+        ema.shadow("bn.running_mean").unwrap().tensor().to_vec::<f64>().unwrap(),
+        vec![-3.0 - rm_index as f64; 2]
+    );
     // copy_to writes the average into the model; no tape anywhere.
     ema.copy_to(&m).unwrap();
     assert_eq!(bits(&m.fc.weight.data()), bits(&ema.shadow("fc.weight").unwrap().tensor()));

@@ -162,14 +162,13 @@ pub(crate) fn record_rule<B: Backward + 'static>(
         })
         .collect();
     LIVE.fetch_add(1, Ordering::Relaxed);
-    let node: NodeRef =
-        Arc::new(Node {
-            seq: SEQ.fetch_add(1, Ordering::Relaxed),
-            name,
-            edges,
-            hooks: Mutex::new(Vec::new()),
-            rule: Mutex::new(Some(rule)),
-        });
+    let node: NodeRef = Arc::new(Node {
+        seq: SEQ.fetch_add(1, Ordering::Relaxed),
+        name,
+        edges,
+        hooks: Mutex::new(Vec::new()),
+        rule: Mutex::new(Some(rule)),
+    });
     let track = Track::Node(node);
     let mut out = out;
     match Arc::get_mut(&mut out.0) {

@@ -84,9 +84,7 @@ fn lookup<T>(
     let graph = g.graph();
     if let Some((_, idx)) = g.names().iter().find(|(n, _)| n == path) {
         let node = &graph[*idx];
-        return pick(node).ok_or_else(|| {
-            Error::argument(op, format!("`{path}` is a {}, not a {kind}", node.kind()))
-        });
+        return pick(node).ok_or_else(|| Error::argument(op, format!("`{path}` is a {}, not a {kind}", node.kind())));
     }
     let names: Vec<&str> =
         g.names().iter().filter(|(_, i)| pick(&graph[*i]).is_some()).map(|(n, _)| n.as_str()).collect();

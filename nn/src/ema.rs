@@ -249,8 +249,8 @@ impl Ema {
         let d = self.current_decay();
         let mut staged = Vec::with_capacity(entries.len());
         for (t, kind, b) in entries {
-            let average = t.dtype().is_float()
-                && (kind == Kind::Param || self.config.float_buffers == FloatBuffers::Average);
+            let average =
+                t.dtype().is_float() && (kind == Kind::Param || self.config.float_buffers == FloatBuffers::Average);
             let new = if average { b.tensor().mul_scalar(d)?.add(&t.mul_scalar(1.0 - d)?)? } else { t };
             staged.push((b, new));
         }

@@ -35,13 +35,13 @@ extern crate self as stategrad_nn;
 
 mod access;
 mod buffer;
-mod clip;
-mod ema;
-mod hooks;
 pub mod capsule;
 pub mod checkpoint;
+mod clip;
+mod ema;
 pub mod functional;
 mod functional_call;
+mod hooks;
 pub mod layers;
 mod module;
 pub mod optim;

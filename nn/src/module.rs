@@ -135,8 +135,12 @@ pub trait Module {
 
     /// Names this module's child modules to `v`, mutably (`v.module("fc", &mut self.fc)`):
     /// the same children, names and order as [`Module::visit`]. `#[derive(Module)]` writes
-    /// it; a hand-written module without children writes an empty body.
-    fn visit_mut(&mut self, v: &mut dyn VisitorMut);
+    /// it. The default reaches no child; that is never a silent skip: typed mutable walks
+    /// ([`Module::for_each_module_mut`], [`Module::replace_modules`]) compare what they
+    /// reached with [`Module::visit`] and fail naming the modules they could not reach.
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        let _ = v;
+    }
 
     /// This module as `Any`, for typed access (`downcast_ref::<BatchNorm2d>()`).
     /// `#[derive(Module)]` writes `Some(self)`; wrappers forward to what they wrap; `None`
@@ -452,6 +456,23 @@ pub mod derive_support {
     use std::any::Any;
 
     use super::{Module, Visitor, VisitorMut};
+
+    /// What `#[derive(Module)]` calls for one field: both walks of its type, from one
+    /// checking function per field (so a missing `VisitState` is reported once).
+    pub struct FieldFns<T: ?Sized> {
+        /// `VisitState::visit_state`.
+        pub visit: fn(&T, &str, &mut dyn Visitor),
+        /// `VisitState::visit_state_mut`.
+        pub visit_mut: fn(&mut T, &str, &mut dyn VisitorMut),
+    }
+
+    impl<T: crate::VisitState + ?Sized> FieldFns<T> {
+        /// The walks of `T`.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            FieldFns { visit: T::visit_state, visit_mut: T::visit_state_mut }
+        }
+    }
 
     /// A module whose `visit` is a closure (list and map fields: entries by index or key).
     pub struct FnModule<F: Fn(&mut dyn Visitor)>(pub F);

@@ -32,8 +32,8 @@ use crate::{Buffer, Module, Param, Training, Visitor, VisitorMut};
 ///
 /// Implemented for the state handles, every [`Module`], the standard containers of those and
 /// plain data (see the module docs). Implement it for a plain type of your own with
-/// `const PLAIN: bool = true;` and empty `visit_state` and `visit_state_mut`, or mark the
-/// field `#[module(skip)]`.
+/// `const PLAIN: bool = true;` and an empty `visit_state`, or mark the field
+/// `#[module(skip)]`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not module state: `#[derive(Module)]` cannot tell what this field holds",
     label = "`{Self}` implements neither `Module` nor `VisitState`",
@@ -48,7 +48,12 @@ pub trait VisitState {
 
     /// Names the child modules this value holds to `v`, mutably, under the names
     /// [`VisitState::visit_state`] gives them (handles need no `&mut`: nothing to visit).
-    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut);
+    /// The default reaches nothing, right for plain data; for a value that holds modules it
+    /// is never a silent skip: a typed mutable walk compares what it reached with
+    /// `visit_state` and fails naming any module it could not reach.
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        let _ = (name, v);
+    }
 }
 
 impl VisitState for Param {

@@ -51,6 +51,8 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let mut generics = input.generics.clone();
     let mut calls = Vec::new();
     let mut calls_mut = Vec::new();
+    let mut checks = Vec::new();
+    let helpers = format_ident!("__stategrad_fields_{}", input.ident);
     for field in fields {
         if is_skipped(field)? {
             continue;
@@ -63,22 +65,20 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             generics.make_where_clause().predicates.push(parse_quote!(#ty: ::stategrad_nn::VisitState));
         }
         // One checking function per field, so that a type without `VisitState` is an error
-        // at this field that names it ("required by a bound in `field_<name>`").
+        // at this field that names it ("required by a bound in `field_<name>`"). It lives in
+        // a module beside the impl and hands out both walks, so `visit` and `visit_mut` make
+        // the same obligation at the same span and rustc reports it once.
         let check = format_ident!("field_{}", name.trim_start_matches("r#"));
-        calls.push(quote_spanned! {ty.span()=>
-            {
-                #[allow(non_snake_case)]
-                fn #check<T: ::stategrad_nn::VisitState + ?Sized>(
-                    x: &T,
-                    v: &mut dyn ::stategrad_nn::Visitor,
-                ) {
-                    ::stategrad_nn::VisitState::visit_state(x, #name, v)
-                }
-                #check::<#ty>(&self.#ident, v);
+        checks.push(quote_spanned! {ty.span()=>
+            pub(super) fn #check<T: ::stategrad_nn::VisitState + ?Sized>() -> ::stategrad_nn::derive_support::FieldFns<T> {
+                ::stategrad_nn::derive_support::FieldFns::new()
             }
         });
+        calls.push(quote_spanned! {ty.span()=>
+            (#helpers::#check::<#ty>().visit)(&self.#ident, #name, v);
+        });
         calls_mut.push(quote_spanned! {ty.span()=>
-            ::stategrad_nn::VisitState::visit_state_mut(&mut self.#ident, #name, v);
+            (#helpers::#check::<#ty>().visit_mut)(&mut self.#ident, #name, v);
         });
     }
     // Typed access needs `Any`, so `'static`: a module with lifetime parameters is left
@@ -101,6 +101,11 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     Ok(quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        mod #helpers {
+            #(#checks)*
+        }
         impl #impl_generics ::stategrad_nn::Module for #ident #ty_generics #where_clause {
             fn visit(&self, v: &mut dyn ::stategrad_nn::Visitor) {
                 #(#calls)*
