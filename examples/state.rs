@@ -224,7 +224,7 @@ fn ema_and_clipping() -> Result<()> {
         let norm = clip_grad_norm(&mut grads, &model.parameters(), 0.5, 2.0)?;
         opt.step(&grads)?;
         ema.update(&model)?;
-        println!("  step: gradient norm {norm:.4} (clipped to 0.5), EMA decay {:.4}", ema.current_decay());
+        println!("  step: gradient norm {norm:.4} (clipped to 0.5), next EMA decay {:.4}", ema.current_decay());
     }
     println!(
         "EMA: {} parameters, state_dict {:?} (the model's names)",

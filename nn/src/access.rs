@@ -288,12 +288,12 @@ fn missing_module(root: &dyn Module, op: &'static str, path: &str) -> Error {
     Error::argument(op, format!("no submodule `{path}` in {}{}", root.type_name(), did_you_mean(path, candidates)))
 }
 
+/// What [`replace_modules`] calls for each `T`: its path and the module, to the replacement.
+pub(crate) type Replacer<'a, T> = dyn FnMut(&str, &T) -> Result<Box<dyn Layer>> + 'a;
+
 /// Replaces every `T` held in a [`LayerSlot`] by `f(path, &T)`. Atomic: every `T` must sit in
 /// a slot and every `f` must succeed before anything is replaced.
-pub(crate) fn replace_modules<T: 'static>(
-    root: &mut dyn Module,
-    f: &mut dyn FnMut(&str, &T) -> Result<Box<dyn Layer>>,
-) -> Result<usize> {
+pub(crate) fn replace_modules<T: 'static>(root: &mut dyn Module, f: &mut Replacer<'_, T>) -> Result<usize> {
     let all = paths_of::<T>(root);
     let mut reached = BTreeSet::new();
     let mut fixed = Vec::new();
