@@ -116,7 +116,11 @@ fn allocations_no_machine_can_back_are_out_of_memory_errors() {
 
 #[test]
 fn constructors_validate_their_layouts() {
-    expect_err("from_storage_past_the_end", "Shape", &["op: \"from_storage\"", "reaching element 99", "storage of 4 elements"]);
+    expect_err(
+        "from_storage_past_the_end",
+        "Shape",
+        &["op: \"from_storage\"", "reaching element 99", "storage of 4 elements"],
+    );
     expect_err("layout_rank_mismatch", "Shape", &["op: \"Layout::new\"", "differ in rank"]);
     expect_err("layout_extent_overflow", "Shape", &["op: \"Layout::new\"", "extent overflows"]);
     expect_err("conv_padding_overflow", "Shape", &["op: \"conv2d\""]);

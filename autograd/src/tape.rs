@@ -6,6 +6,11 @@
 //! max-heap in reverse tape order, without recursion. Dropping a long chain is iterative
 //! too (see `Drop for Node`). Gradients of broadcast inputs are reduced to the input's shape
 //! here, once, never inside a rule.
+//!
+//! Gradient hooks ([`Tensor::register_hook`]): an intermediate tensor's hooks sit on its
+//! node and run on its summed gradient before its rule; a leaf's sit in a table keyed by
+//! its [`TensorId`] (so a parameter's hooks follow its stable id) and run once per pass on
+//! its summed gradient before it is returned. A hook may replace the gradient.
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

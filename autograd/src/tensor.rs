@@ -155,7 +155,11 @@ impl Tensor {
             .map_err(|_| Error::argument("arange", format!("{start}..{end} has too many elements")))?;
         checked_numel("arange", &[n])?;
         let mut v: Vec<i64> = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { op: "arange", bytes: n as u128 * 8, device: Device::Cpu })?;
+        v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
+            op: "arange",
+            bytes: n as u128 * 8,
+            device: Device::Cpu,
+        })?;
         v.extend(start..start + n as i64);
         Tensor::from_vec(v, &[n], device)?.to_dtype(dtype)
     }

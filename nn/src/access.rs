@@ -176,8 +176,18 @@ fn paths_of<T: 'static>(root: &dyn Module) -> BTreeSet<String> {
     out
 }
 
-fn check_reached<T: 'static>(op: &'static str, all: &BTreeSet<String>, reached: &BTreeSet<String>) -> Result<()> {
-    let missed: Vec<&str> = all.difference(reached).map(String::as_str).collect();
+/// Fails naming every path of `all` that the mutable walk did not reach, except those
+/// inside a reached one when `inside_ok` (a replaced module is not searched).
+fn check_reached<T: 'static>(
+    op: &'static str,
+    all: &BTreeSet<String>,
+    reached: &BTreeSet<String>,
+    inside_ok: bool,
+) -> Result<()> {
+    let inside = |p: &str| {
+        reached.iter().any(|r| r.is_empty() || p.strip_prefix(r.as_str()).is_some_and(|rest| rest.starts_with('.')))
+    };
+    let missed: Vec<&str> = all.difference(reached).map(String::as_str).filter(|p| !(inside_ok && inside(p))).collect();
     if missed.is_empty() {
         return Ok(());
     }
@@ -205,7 +215,7 @@ pub(crate) fn for_each_module_mut<T: 'static>(
         }
         Descend::Yes
     });
-    check_reached::<T>("for_each_module_mut", &all, &reached)?;
+    check_reached::<T>("for_each_module_mut", &all, &reached, false)?;
     let mut result = Ok(());
     let mut n = 0;
     walk_mut(root, &mut |path, m| {
@@ -318,7 +328,7 @@ pub(crate) fn replace_modules<T: 'static>(root: &mut dyn Module, f: &mut Replace
         }
         Descend::No // what is replaced is not searched
     });
-    check_reached::<T>("replace_modules", &all, &reached)?;
+    check_reached::<T>("replace_modules", &all, &reached, true)?;
     if !fixed.is_empty() {
         return Err(Error::State {
             op: "replace_modules",

@@ -97,6 +97,9 @@ impl<R> FunctionalOutput<R> {
 /// it replaces; an unknown name fails with "did you mean". Buffer writes made during the call
 /// come back in [`FunctionalOutput::buffers`] and are not applied.
 ///
+/// The substitution belongs to the calling thread: work that `f` hands to other threads
+/// (a rayon pool running sub-modules) sees the module's own tensors there.
+///
 /// ```
 /// use stategrad_nn::{functional_call, Forward, Linear, Module};
 /// use stategrad_autograd::{Tensor, DType, Device};

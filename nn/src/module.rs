@@ -90,8 +90,13 @@ impl Training {
         self.0.frozen.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn set_freeze_count(&self, n: u32) {
-        self.0.frozen.store(n, Ordering::Relaxed)
+    /// Adds one freeze (`true`) or removes one (`false`, saturating at zero).
+    pub(crate) fn add_freeze(&self, freeze: bool) {
+        if freeze {
+            self.0.frozen.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self.0.frozen.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
     }
 
     pub(crate) fn key(&self) -> usize {
@@ -350,7 +355,7 @@ pub trait Module {
             p.1.add_freeze(1);
         }
         for f in g.training_flags() {
-            f.set_freeze_count(f.freeze_count() + 1);
+            f.add_freeze(true);
         }
     }
 
@@ -377,7 +382,7 @@ pub trait Module {
             p.add_freeze(-1);
         }
         for f in g.training_flags() {
-            f.set_freeze_count(f.freeze_count() - 1);
+            f.add_freeze(false);
         }
         Ok(())
     }
