@@ -138,6 +138,28 @@ fn replacing_a_module_held_in_a_field_of_its_own_type_fails_naming_it_and_replac
     assert_eq!(net.for_each_module::<BatchNorm2d>(|_, _| {}), 3, "all or nothing");
 }
 
+#[derive(Module)]
+struct Nested {
+    blocks: LayerSlot,
+}
+
+#[test]
+fn a_replaced_module_is_not_searched_further() {
+    let inner = Sequential::new().push(Linear::new(2, 2).unwrap());
+    let mut m = Nested { blocks: LayerSlot::new(Sequential::new().push(inner).push(Relu)) };
+    assert_eq!(m.for_each_module::<Sequential>(|_, _| {}), 2);
+    let mut seen = Vec::new();
+    let n = m
+        .replace_modules::<Sequential>(|path, _| {
+            seen.push(path.to_string());
+            Ok(Box::new(Relu))
+        })
+        .unwrap();
+    assert_eq!((n, seen), (1, vec!["blocks".to_string()]));
+    assert!(m.blocks.get::<Relu>().is_some());
+    assert!(m.parameters().is_empty());
+}
+
 #[test]
 fn lookups_by_dotted_path_return_the_models_handles_and_suggest_the_closest_name() {
     let net = ConvNet::new();
