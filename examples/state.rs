@@ -5,9 +5,17 @@
 //! `my_scratch` and a plain tensor `my_tensor` (the names of the well-known PyTorch forum
 //! example). Parameters are trained and saved; buffers are saved (if persistent) and moved
 //! but never trained; plain tensors are none of these.
-use stategrad::autograd::{DType, Device, Result, Tensor};
+//!
+//! Then the module-state API research code reaches for next: typed access by path and
+//! in-place replacement, gradient and forward hooks, `functional_call`, `freeze`, an EMA
+//! copy and gradient clipping.
+use stategrad::autograd::{grad, Conv2dParams, DType, Device, Error, Result, Tensor};
+use stategrad::nn::functional::mse;
 use stategrad::nn::optim::{Optimizer, Sgd, SgdConfig};
-use stategrad::nn::{BatchNorm2d, Buffer, FrozenBatchNorm2d, Linear, Module, Param, SinusoidalPositionalEncoding};
+use stategrad::nn::{
+    clip_grad_norm, functional_call, BatchNorm2d, Buffer, Conv2d, Dropout, Ema, EmaConfig, Forward, FrozenBatchNorm2d,
+    Hooked, Linear, Module, Param, Relu, Sequential, SinusoidalPositionalEncoding, Warmup,
+};
 
 #[derive(Module)]
 struct MyModel {
@@ -76,5 +84,153 @@ fn main() -> Result<()> {
         names(tied.named_parameters()),
         tied.state_dict().keys().collect::<Vec<_>>()
     );
+
+    typed_access_and_replacement()?;
+    hooks()?;
+    functional_calls()?;
+    freezing()?;
+    ema_and_clipping()?;
+    Ok(())
+}
+
+/// Reach state by dotted path; walk the tree by type; replace every BatchNorm2d by a
+/// FrozenBatchNorm2d carrying its statistics (a `Sequential` holds its layers in
+/// `LayerSlot`s, the fields that can change type).
+fn typed_access_and_replacement() -> Result<()> {
+    let conv = |i, o| Conv2d::new(i, o, (3, 3), Conv2dParams { padding: (1, 1), ..Default::default() });
+    let mut net = Sequential::new()
+        .push(conv(3, 8)?)
+        .push(BatchNorm2d::new(8)?)
+        .push(Relu)
+        .push(conv(8, 8)?)
+        .push(BatchNorm2d::new(8)?);
+    let w = net.get_parameter("0.weight")?;
+    println!("\nget_parameter(\"0.weight\"): {w:?}");
+    if let Err(e) = net.get_buffer("1.running_maen") {
+        println!("a typo: {e}");
+    }
+    let x = Tensor::randn(&[4, 3, 6, 6], 0.0, 1.0, DType::F32, Device::Cpu)?;
+    net.forward(&x)?; // running statistics move
+    net.eval();
+    let before = net.forward(&x)?;
+    net.for_each_module_mut::<BatchNorm2d>(|path, bn| {
+        println!("  found BatchNorm2d at {path:?} (momentum {})", bn.momentum);
+        Ok(())
+    })?;
+    let n = net.replace_modules::<BatchNorm2d>(|_, bn| Ok(Box::new(FrozenBatchNorm2d::from_batch_norm(bn)?)))?;
+    let same = before.to_vec::<f32>()? == net.forward(&x)?.to_vec::<f32>()?;
+    println!(
+        "replaced {n} BatchNorm2d by FrozenBatchNorm2d: {} parameters left, eval output identical: {same}",
+        net.parameters().len()
+    );
+    let mut layers = Vec::new();
+    net.apply(|path, m| layers.push(format!("{path:?}: {}", m.type_name())));
+    println!("apply() visits children first: {layers:?}");
+    Ok(())
+}
+
+/// Gradient hooks on tensors and parameters; forward hooks on a layer (never state).
+fn hooks() -> Result<()> {
+    let fc = Hooked::new(Linear::new(4, 2)?);
+    let handle = fc.weight.register_hook(|g| Ok(Some(g.clamp(-0.01, 0.01)?)));
+    let seen = fc.hooks.register_forward_hook(|input, output| {
+        println!("  forward hook: input {:?} -> output {:?}", input.shape(), output.shape());
+        Ok(None)
+    });
+    let x = Tensor::randn(&[3, 4], 0.0, 1.0, DType::F32, Device::Cpu)?;
+    let grads = fc.forward(&x)?.sum_all()?.backward()?;
+    let max = fc.weight.grad(&grads).map(|g| g.abs()?.max_all()?.item()).transpose()?;
+    println!("weight gradient clamped by its hook: max |g| = {max:?}");
+    println!("hooks are not state: state_dict {:?}", fc.state_dict().keys().collect::<Vec<_>>());
+    handle.remove();
+    seen.remove();
+    Ok(())
+}
+
+/// Run a model with other weights, differentiably (a MAML step), without touching it.
+fn functional_calls() -> Result<()> {
+    let model = Linear::new(3, 1)?;
+    model.to_dtype(DType::F64)?;
+    let x = Tensor::randn(&[8, 3], 0.0, 1.0, DType::F64, Device::Cpu)?;
+    let y = Tensor::randn(&[8, 1], 0.0, 1.0, DType::F64, Device::Cpu)?;
+    let w = model.weight.tensor()?;
+    let b = model.bias.as_ref().ok_or_else(|| Error::argument("example", "Linear::new has a bias"))?.tensor()?;
+    let inner = functional_call(&model, [("weight", w.clone()), ("bias", b.clone())], |m| mse(&m.forward(&x)?, &y))?;
+    let g = grad(&[&inner.output], None, &[&w, &b], true)?; // create_graph: second order
+    let step = |t: &Tensor, g: &Option<Tensor>| match g {
+        Some(g) => t.sub(&g.mul_scalar(0.1)?),
+        None => Ok(t.clone()),
+    };
+    let adapted = [("weight", step(&w, &g[0])?), ("bias", step(&b, &g[1])?)];
+    let outer = functional_call(&model, adapted, |m| mse(&m.forward(&x)?, &y))?;
+    let meta = outer.output.backward()?;
+    println!(
+        "\nMAML: inner loss {:.4}, adapted loss {:.4}, meta-gradient reaches the model's weight: {}",
+        inner.output.item()?,
+        outer.output.item()?,
+        model.weight.grad(&meta).is_some()
+    );
+    let bn = BatchNorm2d::new(2)?;
+    let none: [(&str, Tensor); 0] = [];
+    let out =
+        functional_call(&bn, none, |m| m.forward(&Tensor::randn(&[4, 2, 3, 3], 1.0, 1.0, DType::F32, Device::Cpu)?))?;
+    println!(
+        "BatchNorm statistics come back, not applied: {:?}; the module still counts {} batches",
+        out.buffers.keys().collect::<Vec<_>>(),
+        bn.num_batches_tracked.tensor().item()?
+    );
+    Ok(())
+}
+
+/// `freeze()` stops gradients *and* statistics; `unfreeze()` restores the flags.
+fn freezing() -> Result<()> {
+    #[derive(Module)]
+    struct FineTune {
+        backbone: Sequential,
+        head: Linear,
+    }
+    let m = FineTune {
+        backbone: Sequential::new()
+            .push(Linear::new(4, 4)?)
+            .push(stategrad::nn::BatchNorm1d::new(4)?)
+            .push(Dropout::new(0.5)?),
+        head: Linear::new(4, 1)?,
+    };
+    m.backbone.freeze();
+    let x = Tensor::randn(&[6, 4], 0.0, 1.0, DType::F32, Device::Cpu)?;
+    let stats = m.backbone.get_buffer("1.running_mean")?.tensor().to_vec::<f32>()?;
+    let loss = m.head.forward(&m.backbone.forward(&x)?)?.sum_all()?;
+    let grads = loss.backward()?;
+    let moved = m.backbone.get_buffer("1.running_mean")?.tensor().to_vec::<f32>()? != stats;
+    println!(
+        "\nfrozen backbone: {} of {} parameters get gradients, BN statistics moved: {moved}, model in train mode: {}",
+        m.parameters().iter().filter(|p| p.grad(&grads).is_some()).count(),
+        m.parameters().len(),
+        m.is_training()
+    );
+    m.backbone.unfreeze()?;
+    println!("after unfreeze(): every parameter trains again: {}", m.parameters().iter().all(Param::needs_grad));
+    Ok(())
+}
+
+/// An EMA copy (buffers only, saved under the model's names) and gradient clipping.
+fn ema_and_clipping() -> Result<()> {
+    let model = Linear::new(4, 2)?;
+    let mut ema = Ema::new(&model, EmaConfig::new(0.999).warmup(Warmup::NumUpdates))?;
+    let mut opt = Sgd::new(model.parameters(), SgdConfig::new(0.1))?;
+    let x = Tensor::randn(&[8, 4], 0.0, 1.0, DType::F32, Device::Cpu)?;
+    for _ in 0..3 {
+        let mut grads = model.forward(&x)?.square()?.mean_all()?.backward()?;
+        let norm = clip_grad_norm(&mut grads, &model.parameters(), 0.5, 2.0)?;
+        opt.step(&grads)?;
+        ema.update(&model)?;
+        println!("  step: gradient norm {norm:.4} (clipped to 0.5), next EMA decay {:.4}", ema.current_decay());
+    }
+    println!(
+        "EMA: {} parameters, state_dict {:?} (the model's names)",
+        ema.parameters().len(),
+        ema.state_dict().keys().collect::<Vec<_>>()
+    );
+    ema.copy_to(&model)?;
     Ok(())
 }

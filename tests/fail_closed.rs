@@ -4,7 +4,7 @@
 //! process (this test binary again, under a virtual-memory limit), so an abort or a panic
 //! fails the parent test instead of taking the suite down, and an allocator that would
 //! overcommit cannot hide an attempt to allocate terabytes.
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 
 use stategrad::nn::checkpoint::write_atomic;

@@ -41,5 +41,5 @@ pub use stategrad_backends::{
     BinaryOp, Conv2dParams, CpuStorage, DType, Device, Element, Error, GradcheckFailure, HostElement, Layout,
     LoadReport, Mismatch, ReduceOp, Result, Storage, UnaryOp, UnmatchedKey,
 };
-pub use tape::{grad, live_nodes, Backward, BackwardOptions};
+pub use tape::{grad, live_nodes, register_leaf_hook, Backward, BackwardOptions, HookHandle};
 pub use tensor::{manual_seed, next_seed, Tensor, TensorId};

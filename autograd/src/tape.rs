@@ -6,10 +6,15 @@
 //! max-heap in reverse tape order, without recursion. Dropping a long chain is iterative
 //! too (see `Drop for Node`). Gradients of broadcast inputs are reduced to the input's shape
 //! here, once, never inside a rule.
+//!
+//! Gradient hooks ([`Tensor::register_hook`]): an intermediate tensor's hooks sit on its
+//! node and run on its summed gradient before its rule; a leaf's sit in a table keyed by
+//! its [`TensorId`] (so a parameter's hooks follow its stable id) and run once per pass on
+//! its summed gradient before it is returned. A hook may replace the gradient.
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use smallvec::SmallVec;
 use stategrad_backends::{Dims, Error, Result};
@@ -75,12 +80,22 @@ impl<B: Backward> RuleSlot for Mutex<Option<B>> {
     }
 }
 
+/// A gradient hook: sees a gradient during backward and may return a replacement.
+pub(crate) type GradHook = Arc<dyn Fn(&Tensor) -> Result<Option<Tensor>> + Send + Sync>;
+
+/// Hooks in registration order, each with the id its handle removes it by.
+type HookList = Vec<(u64, GradHook)>;
+
+static HOOK_ID: AtomicU64 = AtomicU64::new(1);
+
 /// One recorded op. The rule is stored inline (the struct's last, unsized field), so a
 /// recorded op costs one allocation for the node.
 pub(crate) struct Node<R: ?Sized + RuleSlot = dyn RuleSlot> {
     seq: u64,
     name: &'static str,
     edges: SmallVec<[Edge; 2]>,
+    /// Hooks on the gradient of the tensor this node produced ([`Tensor::register_hook`]).
+    hooks: Mutex<HookList>,
     rule: R,
 }
 
@@ -152,8 +167,13 @@ pub(crate) fn record_rule<B: Backward + 'static>(
         })
         .collect();
     LIVE.fetch_add(1, Ordering::Relaxed);
-    let node: NodeRef =
-        Arc::new(Node { seq: SEQ.fetch_add(1, Ordering::Relaxed), name, edges, rule: Mutex::new(Some(rule)) });
+    let node: NodeRef = Arc::new(Node {
+        seq: SEQ.fetch_add(1, Ordering::Relaxed),
+        name,
+        edges,
+        hooks: Mutex::new(Vec::new()),
+        rule: Mutex::new(Some(rule)),
+    });
     let track = Track::Node(node);
     let mut out = out;
     match Arc::get_mut(&mut out.0) {
@@ -272,6 +292,8 @@ pub(crate) fn run_backward(
     }
     while let Some(Pending(node)) = heap.pop() {
         let Some(Some(grad)) = pending.remove(&node.seq) else { continue };
+        let hooks: HookList = node.hooks.lock().map(|h| h.clone()).unwrap_or_default();
+        let grad = run_hooks(&hooks, grad, node.name())?;
         if let Some(&k) = capture.get(&node.seq) {
             add_into(&mut captured[k], grad.clone())?;
         }
@@ -316,7 +338,152 @@ pub(crate) fn run_backward(
             }
         }
     }
+    if LEAF_HOOK_COUNT.load(Ordering::Relaxed) > 0 {
+        let ids: Vec<TensorId> = grads.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let hooks: HookList = with_leaf_hooks(|m| m.get(&id).cloned().unwrap_or_default());
+            if hooks.is_empty() {
+                continue;
+            }
+            if let Some(g) = grads.remove(id) {
+                grads.insert(id, run_hooks(&hooks, g, "leaf")?);
+            }
+        }
+    }
     Ok(grads)
+}
+
+/// Runs `hooks` in order on `grad`, each seeing the previous one's replacement.
+fn run_hooks(hooks: &[(u64, GradHook)], mut grad: Tensor, what: &str) -> Result<Tensor> {
+    for (_, hook) in hooks {
+        if let Some(new) = hook(&grad)? {
+            if new.shape() != grad.shape() || new.dtype() != grad.dtype() || new.device() != grad.device() {
+                return Err(Error::Autograd {
+                    op: "backward",
+                    msg: format!(
+                        "a gradient hook on {what} returned a {:?} {} tensor on {} for a {:?} {} gradient on {}",
+                        new.shape(),
+                        new.dtype(),
+                        new.device(),
+                        grad.shape(),
+                        grad.dtype(),
+                        grad.device()
+                    ),
+                });
+            }
+            grad = new;
+        }
+    }
+    Ok(grad)
+}
+
+static LEAF_HOOKS: Mutex<Option<HashMap<TensorId, HookList>>> = Mutex::new(None);
+static LEAF_HOOK_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `f` on the leaf-hook table (a poisoned lock still yields it: a hook that panicked
+/// elsewhere must not take every later backward down).
+fn with_leaf_hooks<T>(f: impl FnOnce(&mut HashMap<TensorId, HookList>) -> T) -> T {
+    let mut guard = LEAF_HOOKS.lock().unwrap_or_else(|e| e.into_inner());
+    f(guard.get_or_insert_with(HashMap::new))
+}
+
+/// Removes a hook when [`HookHandle::remove`] is called. Dropping the handle keeps the hook
+/// (as in PyTorch).
+#[must_use = "dropping a HookHandle keeps the hook; call remove() to take it off"]
+pub struct HookHandle {
+    remove: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl HookHandle {
+    /// A handle whose `remove` runs `remove` (for hooks kept elsewhere, e.g. on modules).
+    pub fn new(remove: impl FnOnce() + Send + Sync + 'static) -> HookHandle {
+        HookHandle { remove: Some(Box::new(remove)) }
+    }
+
+    /// Takes the hook off; later passes no longer call it.
+    pub fn remove(mut self) {
+        if let Some(f) = self.remove.take() {
+            f()
+        }
+    }
+}
+
+impl std::fmt::Debug for HookHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookHandle")
+    }
+}
+
+/// Registers `hook` on the gradient of the leaf with `id` (what [`Tensor::register_hook`]
+/// does for a leaf, and how a parameter container hooks its stable id): each backward pass
+/// calls it once with the leaf's summed gradient, and a returned tensor replaces it.
+pub fn register_leaf_hook(
+    id: TensorId,
+    hook: impl Fn(&Tensor) -> Result<Option<Tensor>> + Send + Sync + 'static,
+) -> HookHandle {
+    let hook_id = HOOK_ID.fetch_add(1, Ordering::Relaxed);
+    with_leaf_hooks(|m| m.entry(id).or_default().push((hook_id, Arc::new(hook))));
+    LEAF_HOOK_COUNT.fetch_add(1, Ordering::Relaxed);
+    HookHandle::new(move || {
+        let removed = with_leaf_hooks(|m| {
+            let Some(list) = m.get_mut(&id) else { return false };
+            let before = list.len();
+            list.retain(|(h, _)| *h != hook_id);
+            let removed = list.len() < before;
+            if list.is_empty() {
+                m.remove(&id);
+            }
+            removed
+        });
+        if removed {
+            LEAF_HOOK_COUNT.fetch_sub(1, Ordering::Relaxed);
+        }
+    })
+}
+
+impl Tensor {
+    /// Registers `hook` on this tensor's gradient: during every backward pass that reaches
+    /// it, `hook(grad)` is called with the (summed) gradient with respect to this tensor,
+    /// and a returned tensor (same shape, dtype, device) replaces it for everything
+    /// upstream, as in PyTorch. Works on leaves (the gradient in [`Grads`] is the hooked
+    /// one) and on intermediate tensors (what flows to their inputs is the hooked one).
+    /// Hooks run in registration order. [`Error::NotDifferentiable`] on an untracked tensor.
+    ///
+    /// ```
+    /// use stategrad_autograd::{Tensor, Device};
+    /// let x = Tensor::from_slice(&[1.0f64, 2.0], &[2], Device::Cpu)?.requires_grad(true)?;
+    /// let h = x.register_hook(|g| Ok(Some(g.mul_scalar(2.0)?)))?;
+    /// let grads = x.mul(&x)?.sum_all()?.backward()?;
+    /// assert_eq!(grads.get(&x).unwrap().to_vec::<f64>()?, vec![4.0, 8.0]);
+    /// h.remove();
+    /// # Ok::<(), stategrad_autograd::Error>(())
+    /// ```
+    pub fn register_hook(
+        &self,
+        hook: impl Fn(&Tensor) -> Result<Option<Tensor>> + Send + Sync + 'static,
+    ) -> Result<HookHandle> {
+        match &self.0.track {
+            Track::None => Err(Error::NotDifferentiable {
+                op: "register_hook",
+                msg: "the tensor is not tracked (it does not require grad), so no gradient reaches it".into(),
+            }),
+            Track::Leaf(id) => Ok(register_leaf_hook(*id, hook)),
+            Track::Node(node) => {
+                let hook_id = HOOK_ID.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut hooks) = node.hooks.lock() {
+                    hooks.push((hook_id, Arc::new(hook)));
+                }
+                let weak: Weak<Node> = Arc::downgrade(node);
+                Ok(HookHandle::new(move || {
+                    if let Some(node) = weak.upgrade() {
+                        if let Ok(mut hooks) = node.hooks.lock() {
+                            hooks.retain(|(h, _)| *h != hook_id);
+                        }
+                    }
+                }))
+            }
+        }
+    }
 }
 
 impl Tensor {

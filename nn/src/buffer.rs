@@ -45,15 +45,25 @@ impl Buffer {
         self.0.persistent
     }
 
-    /// The data, always untracked.
+    /// The data, always untracked. Inside [`crate::functional_call`] on this thread, the
+    /// substituted tensor, or the last value written during the call.
     pub fn tensor(&self) -> Tensor {
+        if let Some(t) = crate::functional_call::override_of(self.key()) {
+            return t.detach();
+        }
         read(&self.0.data).clone()
     }
 
     /// Replaces the data (running statistics, a load). The new tensor must have the same
     /// shape, dtype and device ([`stategrad_autograd::Error::State`] otherwise); it is
-    /// stored detached.
+    /// stored detached. Inside [`crate::functional_call`] on this thread, a buffer of the
+    /// called module is not written: the value is collected and returned by the call.
     pub fn set(&self, t: Tensor) -> Result<()> {
+        if let Some(current) = crate::functional_call::override_of(self.key()) {
+            check_same_kind("Buffer::set", &current, &t)?;
+            crate::functional_call::record_write(self.key(), t.detach());
+            return Ok(());
+        }
         let mut d = write(&self.0.data);
         check_same_kind("Buffer::set", &d, &t)?;
         *d = t.detach();

@@ -33,10 +33,15 @@
 // The derive writes `::stategrad_nn::...` paths; this lets the crate's own layers use it.
 extern crate self as stategrad_nn;
 
+mod access;
 mod buffer;
 pub mod capsule;
 pub mod checkpoint;
+mod clip;
+mod ema;
 pub mod functional;
+mod functional_call;
+mod hooks;
 pub mod layers;
 mod module;
 pub mod optim;
@@ -50,8 +55,12 @@ mod visit;
 
 pub use buffer::Buffer;
 pub use checkpoint::{load_safetensors, save_safetensors};
+pub use clip::{clip_grad_norm, clip_grad_value};
+pub use ema::{Ema, EmaConfig, FloatBuffers, Warmup};
+pub use functional_call::{functional_call, FunctionalOutput};
+pub use hooks::{ForwardHooks, Hooked};
 pub use layers::*;
-pub use module::{derive_support, Forward, Module, Training, Visitor};
+pub use module::{derive_support, Forward, Module, Training, Visitor, VisitorMut};
 pub use param::Param;
 /// petgraph, whose graph type [`StateGraph::graph`] returns.
 pub use petgraph;

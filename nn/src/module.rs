@@ -1,8 +1,9 @@
 //! The `Module` trait: one required method, [`Module::visit`], that names the module's
 //! state to a [`Visitor`]; everything else (listing, `state_dict`, loading, moving,
 //! train/eval, freezing, the state graph) is provided once, on top of it.
+use std::any::Any;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use stategrad_autograd::{DType, Device, Result, Tensor};
@@ -27,15 +28,35 @@ pub trait Visitor {
     }
 }
 
+/// Receives a module's child modules, mutably, by name: the walk behind typed access and
+/// in-place replacement ([`Module::for_each_module_mut`], [`Module::replace_modules`]).
+/// Parameters, buffers and flags are shared handles, reached through [`Visitor`]; only
+/// modules need `&mut`.
+pub trait VisitorMut {
+    /// A child module named `name`.
+    fn module(&mut self, name: &str, module: &mut dyn Module);
+}
+
 /// A shared train/eval flag (train by default). Layers that behave differently in
 /// training (BatchNorm, Dropout) hold one and visit it, so [`Module::train`] and
 /// [`Module::eval`] reach them from any ancestor.
+///
+/// The flag also counts freezes ([`Module::freeze`]): a frozen layer behaves as in
+/// evaluation ([`Training::get`] is false: BatchNorm uses its running statistics, Dropout
+/// is the identity) whatever its mode, and [`Training::mode`] keeps the train/eval mode to
+/// come back to.
 #[derive(Clone, Debug)]
-pub struct Training(Arc<AtomicBool>);
+pub struct Training(Arc<TrainingCell>);
+
+#[derive(Debug)]
+struct TrainingCell {
+    mode: AtomicBool,
+    frozen: AtomicU32,
+}
 
 impl Default for Training {
     fn default() -> Self {
-        Training(Arc::new(AtomicBool::new(true)))
+        Training(Arc::new(TrainingCell { mode: AtomicBool::new(true), frozen: AtomicU32::new(0) }))
     }
 }
 
@@ -45,14 +66,37 @@ impl Training {
         Self::default()
     }
 
-    /// True in training mode.
+    /// True when the layer should behave as in training: training mode and not frozen.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.mode() && !self.is_frozen()
     }
 
-    /// Sets training (`true`) or evaluation (`false`) mode.
+    /// The train (`true`) / eval (`false`) mode last set, frozen or not.
+    pub fn mode(&self) -> bool {
+        self.0.mode.load(Ordering::Relaxed)
+    }
+
+    /// True while a [`Module::freeze`] holds this flag.
+    pub fn is_frozen(&self) -> bool {
+        self.0.frozen.load(Ordering::Relaxed) > 0
+    }
+
+    /// Sets training (`true`) or evaluation (`false`) mode (a frozen flag stays frozen).
     pub fn set(&self, training: bool) {
-        self.0.store(training, Ordering::Relaxed)
+        self.0.mode.store(training, Ordering::Relaxed)
+    }
+
+    pub(crate) fn freeze_count(&self) -> u32 {
+        self.0.frozen.load(Ordering::Relaxed)
+    }
+
+    /// Adds one freeze (`true`) or removes one (`false`, saturating at zero).
+    pub(crate) fn add_freeze(&self, freeze: bool) {
+        if freeze {
+            self.0.frozen.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self.0.frozen.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
     }
 
     pub(crate) fn key(&self) -> usize {
@@ -94,6 +138,33 @@ pub trait Module {
     /// `v.buffer("running_mean", &self.running_mean)`, `v.module("fc", &self.fc)`, ...
     fn visit(&self, v: &mut dyn Visitor);
 
+    /// Names this module's child modules to `v`, mutably (`v.module("fc", &mut self.fc)`):
+    /// the same children, names and order as [`Module::visit`]. `#[derive(Module)]` writes
+    /// it. The default reaches no child; that is never a silent skip: typed mutable walks
+    /// ([`Module::for_each_module_mut`], [`Module::replace_modules`]) compare what they
+    /// reached with [`Module::visit`] and fail naming the modules they could not reach.
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        let _ = v;
+    }
+
+    /// This module as `Any`, for typed access (`downcast_ref::<BatchNorm2d>()`).
+    /// `#[derive(Module)]` writes `Some(self)`; wrappers forward to what they wrap; `None`
+    /// (the default) makes the module invisible to typed walks.
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
+    }
+
+    /// This module as mutable `Any` (see [`Module::as_any`]).
+    fn as_any_mut(&mut self) -> Option<&mut dyn Any> {
+        None
+    }
+
+    /// The [`crate::LayerSlot`] this module is, if it is one: the only place a submodule can
+    /// be replaced by one of another type ([`Module::replace_modules`]).
+    fn as_layer_slot(&mut self) -> Option<&mut crate::LayerSlot> {
+        None
+    }
+
     /// The module's type name (graph labels).
     fn type_name(&self) -> &'static str {
         short_type_name(std::any::type_name::<Self>())
@@ -127,6 +198,96 @@ pub trait Module {
     /// The dotted path and type name of every module in the tree, this one first (path `""`).
     fn named_modules(&self) -> Vec<(String, &'static str)> {
         self.state_graph().named_modules()
+    }
+
+    /// The parameter reachable under the dotted `path` (a shared handle). A miss is an
+    /// [`stategrad_autograd::Error::Argument`] naming the closest name ("did you mean").
+    fn get_parameter(&self, path: &str) -> Result<Param> {
+        crate::access::get_parameter(self, path)
+    }
+
+    /// The buffer reachable under the dotted `path` (a shared handle), with "did you mean".
+    fn get_buffer(&self, path: &str) -> Result<Buffer> {
+        crate::access::get_buffer(self, path)
+    }
+
+    /// A copy of the `T` at the dotted `path` (`""` is this module). Its parameters,
+    /// buffers and train/eval flag are the tree's own handles (a clone shares them), so
+    /// `model.get_submodule::<BatchNorm2d>("layer1.bn")?.eval()` reaches the model. Fails
+    /// with "did you mean" on a miss, or naming both types on a type mismatch.
+    fn get_submodule<T: Module + Clone + 'static>(&self, path: &str) -> Result<T>
+    where
+        Self: Sized,
+    {
+        crate::access::get_submodule(self, path)
+    }
+
+    /// `f(&module)` for the module at the dotted `path`, whatever its type.
+    fn with_submodule<R>(&self, path: &str, f: impl FnOnce(&dyn Module) -> R) -> Result<R>
+    where
+        Self: Sized,
+    {
+        crate::access::with_submodule(self, path, f)
+    }
+
+    /// `f(&mut T)` for the `T` at the dotted `path` (edit plain fields such as a momentum).
+    fn with_submodule_mut<T: 'static, R>(&mut self, path: &str, f: impl FnOnce(&mut T) -> R) -> Result<R>
+    where
+        Self: Sized,
+    {
+        crate::access::with_submodule_mut(self, path, f)
+    }
+
+    /// `f(path, module)` for every module of the tree, children before their parent and
+    /// this module last (PyTorch's `apply`: re-initialise weights by type with
+    /// [`Module::as_any`]). Parameters and buffers are handles, so `f` can set them.
+    fn apply(&self, mut f: impl FnMut(&str, &dyn Module))
+    where
+        Self: Sized,
+    {
+        crate::access::walk_post(self, &mut f)
+    }
+
+    /// `f(path, &T)` for every `T` in the tree, parents first; returns how many.
+    fn for_each_module<T: 'static>(&self, mut f: impl FnMut(&str, &T)) -> usize
+    where
+        Self: Sized,
+    {
+        let mut n = 0;
+        crate::access::walk(self, &mut |path, m| {
+            if let Some(t) = crate::access::downcast::<T>(m) {
+                n += 1;
+                f(path, t)
+            }
+        });
+        n
+    }
+
+    /// `f(path, &mut T)` for every `T` in the tree, parents first (re-initialise, inspect,
+    /// edit plain fields); returns how many. Fails before calling `f` when a `T` of the tree
+    /// cannot be reached mutably (behind a shared `Arc`), and stops at `f`'s first error.
+    fn for_each_module_mut<T: 'static>(&mut self, mut f: impl FnMut(&str, &mut T) -> Result<()>) -> Result<usize>
+    where
+        Self: Sized,
+    {
+        crate::access::for_each_module_mut(self, &mut f)
+    }
+
+    /// Replaces every `T` of the tree by `f(path, &T)` (every `BatchNorm2d` by a
+    /// `FrozenBatchNorm2d` carrying its statistics, by a `SyncBatchNorm`, ...), in place;
+    /// returns how many. A `T` can only be replaced where it sits in a [`crate::LayerSlot`]
+    /// (a [`crate::Sequential`] entry, a `LayerSlot` field): a `T` in a field of its own type
+    /// is an [`stategrad_autograd::Error::State`] naming its path. All or nothing: nothing
+    /// is replaced unless every `T` can be and every `f` succeeds. A replaced module is not
+    /// searched further.
+    fn replace_modules<T: 'static>(
+        &mut self,
+        mut f: impl FnMut(&str, &T) -> Result<Box<dyn crate::Layer>>,
+    ) -> Result<usize>
+    where
+        Self: Sized,
+    {
+        crate::access::replace_modules(self, &mut f)
     }
 
     /// Parameters and persistent buffers by dotted name, in PyTorch's order (each module's
@@ -177,9 +338,53 @@ pub trait Module {
         self.set_training(false)
     }
 
-    /// The mode of the first flag in the tree (`true` when no layer holds one).
+    /// The train/eval mode of the first flag in the tree (`true` when no layer holds one);
+    /// a frozen layer keeps its mode ([`Training::mode`]).
     fn is_training(&self) -> bool {
-        self.state_graph().training_flags().first().is_none_or(Training::get)
+        self.state_graph().training_flags().first().is_none_or(Training::mode)
+    }
+
+    /// Freezes the module: every parameter stops requiring grad *and* every stateful layer
+    /// stops updating (BatchNorm uses its running statistics, Dropout is the identity),
+    /// whatever the train/eval mode, which is kept. Freezes nest (a count per handle);
+    /// [`Module::unfreeze`] undoes one. Unlike [`Module::requires_grad`], nothing is
+    /// overwritten, so unfreezing restores exactly the previous flags and modes.
+    fn freeze(&self) {
+        let g = self.state_graph();
+        for p in g.named_parameters() {
+            p.1.add_freeze(1);
+        }
+        for f in g.training_flags() {
+            f.add_freeze(true);
+        }
+    }
+
+    /// Undoes one [`Module::freeze`]: each parameter requires grad again exactly when it did
+    /// before, each layer is back in its own train/eval mode. [`stategrad_autograd::Error::State`]
+    /// naming the first handle that is not frozen, and nothing changed, when the module
+    /// was not frozen.
+    fn unfreeze(&self) -> Result<()> {
+        let g = self.state_graph();
+        let params = g.named_parameters();
+        if let Some((name, _)) = params.iter().find(|(_, p)| p.freeze_count() == 0) {
+            return Err(stategrad_autograd::Error::State {
+                op: "Module::unfreeze",
+                msg: format!("parameter `{name}` is not frozen (freeze() first)"),
+            });
+        }
+        if g.training_flags().iter().any(|f| f.freeze_count() == 0) {
+            return Err(stategrad_autograd::Error::State {
+                op: "Module::unfreeze",
+                msg: "a train/eval flag in the module is not frozen (freeze() first)".into(),
+            });
+        }
+        for (_, p) in params {
+            p.add_freeze(-1);
+        }
+        for f in g.training_flags() {
+            f.add_freeze(false);
+        }
+        Ok(())
     }
 
     /// Freezes (`false`) or unfreezes (`true`) every parameter.
@@ -232,6 +437,18 @@ impl<M: Module + ?Sized> Module for Box<M> {
     fn visit(&self, v: &mut dyn Visitor) {
         (**self).visit(v)
     }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        (**self).visit_mut(v)
+    }
+    fn as_any(&self) -> Option<&dyn Any> {
+        (**self).as_any()
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn Any> {
+        (**self).as_any_mut()
+    }
+    fn as_layer_slot(&mut self) -> Option<&mut crate::LayerSlot> {
+        (**self).as_layer_slot()
+    }
     fn type_name(&self) -> &'static str {
         (**self).type_name()
     }
@@ -241,7 +458,26 @@ impl<M: Module + ?Sized> Module for Box<M> {
 /// use).
 #[doc(hidden)]
 pub mod derive_support {
-    use super::{Module, Visitor};
+    use std::any::Any;
+
+    use super::{Module, Visitor, VisitorMut};
+
+    /// What `#[derive(Module)]` calls for one field: both walks of its type, from one
+    /// checking function per field (so a missing `VisitState` is reported once).
+    pub struct FieldFns<T: ?Sized> {
+        /// `VisitState::visit_state`.
+        pub visit: fn(&T, &str, &mut dyn Visitor),
+        /// `VisitState::visit_state_mut`.
+        pub visit_mut: fn(&mut T, &str, &mut dyn VisitorMut),
+    }
+
+    impl<T: crate::VisitState + ?Sized> FieldFns<T> {
+        /// The walks of `T`.
+        #[allow(clippy::new_without_default)]
+        pub fn new() -> Self {
+            FieldFns { visit: T::visit_state, visit_mut: T::visit_state_mut }
+        }
+    }
 
     /// A module whose `visit` is a closure (list and map fields: entries by index or key).
     pub struct FnModule<F: Fn(&mut dyn Visitor)>(pub F);
@@ -250,6 +486,7 @@ pub mod derive_support {
         fn visit(&self, v: &mut dyn Visitor) {
             (self.0)(v)
         }
+        fn visit_mut(&mut self, _v: &mut dyn VisitorMut) {}
         fn type_name(&self) -> &'static str {
             "ModuleList"
         }
@@ -262,8 +499,60 @@ pub mod derive_support {
         fn visit(&self, v: &mut dyn Visitor) {
             self.0.visit(v)
         }
+        fn visit_mut(&mut self, _v: &mut dyn VisitorMut) {}
+        fn as_any(&self) -> Option<&dyn Any> {
+            self.0.as_any()
+        }
         fn type_name(&self) -> &'static str {
             self.0.type_name()
+        }
+    }
+
+    /// A `&mut T` (maybe unsized) seen as a `&mut dyn Module`.
+    pub struct AsDynModuleMut<'a, T: ?Sized>(pub &'a mut T);
+
+    impl<T: Module + ?Sized> Module for AsDynModuleMut<'_, T> {
+        fn visit(&self, v: &mut dyn Visitor) {
+            self.0.visit(v)
+        }
+        fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+            self.0.visit_mut(v)
+        }
+        fn as_any(&self) -> Option<&dyn Any> {
+            self.0.as_any()
+        }
+        fn as_any_mut(&mut self) -> Option<&mut dyn Any> {
+            self.0.as_any_mut()
+        }
+        fn as_layer_slot(&mut self) -> Option<&mut crate::LayerSlot> {
+            self.0.as_layer_slot()
+        }
+        fn type_name(&self) -> &'static str {
+            self.0.type_name()
+        }
+    }
+
+    /// The entries of a container (a list, a map, a tuple) as a child module: visits each
+    /// entry by index or key, immutably and mutably.
+    pub struct Entries<'a, C: ?Sized>(pub &'a mut C);
+
+    /// A container whose entries are state (see [`Entries`]).
+    pub trait VisitEntries {
+        /// Visits each entry under its index or key.
+        fn visit_entries(&self, v: &mut dyn Visitor);
+        /// Visits each entry mutably, with the same names.
+        fn visit_entries_mut(&mut self, v: &mut dyn VisitorMut);
+    }
+
+    impl<C: VisitEntries + ?Sized> Module for Entries<'_, C> {
+        fn visit(&self, v: &mut dyn Visitor) {
+            self.0.visit_entries(v)
+        }
+        fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+            self.0.visit_entries_mut(v)
+        }
+        fn type_name(&self) -> &'static str {
+            "ModuleList"
         }
     }
 }

@@ -4,13 +4,21 @@
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use stategrad_autograd::{is_grad_enabled, DType, Device, Error, Grads, Result, Tensor, TensorId};
+use stategrad_autograd::{is_grad_enabled, DType, Device, Error, Grads, HookHandle, Result, Tensor, TensorId};
 
 use crate::sync::{read, write};
 
 struct ParamState {
     data: Tensor,
     requires_grad: bool,
+    /// How many [`crate::Module::freeze`] calls hold this parameter.
+    frozen: u32,
+}
+
+impl ParamState {
+    fn trainable(&self) -> bool {
+        self.requires_grad && self.frozen == 0
+    }
 }
 
 struct ParamCell {
@@ -42,7 +50,7 @@ impl Param {
         let requires_grad = t.dtype().is_float();
         Param(Arc::new(ParamCell {
             id: TensorId::new(),
-            state: RwLock::new(ParamState { data: t.detach(), requires_grad }),
+            state: RwLock::new(ParamState { data: t.detach(), requires_grad, frozen: 0 }),
         }))
     }
 
@@ -52,10 +60,14 @@ impl Param {
     }
 
     /// The tensor to compute with: a tracked leaf (with this parameter's id) while the
-    /// parameter requires grad and grad mode is on, else the untracked data.
+    /// parameter requires grad and grad mode is on, else the untracked data. Inside
+    /// [`crate::functional_call`] on this thread, the tensor substituted for it, as given.
     pub fn tensor(&self) -> Result<Tensor> {
+        if let Some(t) = crate::functional_call::override_of(self.key()) {
+            return Ok(t);
+        }
         let s = read(&self.0.state);
-        if s.requires_grad && is_grad_enabled() {
+        if s.trainable() && is_grad_enabled() {
             s.data.leaf_with_id(self.0.id)
         } else {
             Ok(s.data.clone())
@@ -96,9 +108,34 @@ impl Param {
         self
     }
 
-    /// True unless the parameter is frozen.
+    /// True unless the parameter is frozen (by [`Param::requires_grad`] or by a
+    /// [`crate::Module::freeze`]).
     pub fn needs_grad(&self) -> bool {
-        read(&self.0.state).requires_grad
+        read(&self.0.state).trainable()
+    }
+
+    /// True while a [`crate::Module::freeze`] holds this parameter.
+    pub fn is_frozen(&self) -> bool {
+        read(&self.0.state).frozen > 0
+    }
+
+    pub(crate) fn freeze_count(&self) -> u32 {
+        read(&self.0.state).frozen
+    }
+
+    pub(crate) fn add_freeze(&self, delta: i32) {
+        let mut s = write(&self.0.state);
+        s.frozen = s.frozen.saturating_add_signed(delta);
+    }
+
+    /// Registers `hook` on this parameter's gradient: every backward pass that reaches the
+    /// parameter calls it with the (summed) gradient, and a returned tensor replaces it in
+    /// the [`Grads`]. Removable by the handle; see [`Tensor::register_hook`].
+    pub fn register_hook(
+        &self,
+        hook: impl Fn(&Tensor) -> Result<Option<Tensor>> + Send + Sync + 'static,
+    ) -> HookHandle {
+        stategrad_autograd::register_leaf_hook(self.0.id, hook)
     }
 
     /// The shape.
@@ -136,7 +173,7 @@ impl fmt::Debug for Param {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = read(&self.0.state);
         write!(f, "Param({:?}, {}, {}", s.data.shape(), s.data.dtype(), s.data.device())?;
-        if !s.requires_grad {
+        if !s.trainable() {
             write!(f, ", frozen")?;
         }
         write!(f, ")")

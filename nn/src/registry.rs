@@ -4,7 +4,9 @@
 //! ways give the same state graph, names and `state_dict`.
 use stategrad_autograd::{Error, Result, Tensor};
 
-use crate::module::{Module, Training, Visitor};
+use std::any::Any;
+
+use crate::module::{Module, Training, Visitor, VisitorMut};
 use crate::{Buffer, Param};
 
 enum Entry {
@@ -135,5 +137,18 @@ impl Module for ModuleDict {
                 Entry::Module(m) => v.module(name, m.as_ref()),
             }
         }
+    }
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        for (name, entry) in &mut self.entries {
+            if let Entry::Module(m) = entry {
+                v.module(name, m.as_mut());
+            }
+        }
+    }
+    fn as_any(&self) -> Option<&dyn Any> {
+        Some(self)
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn Any> {
+        Some(self)
     }
 }

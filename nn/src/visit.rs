@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use stategrad_autograd::{DType, Device, Tensor};
 
-use crate::module::derive_support::{AsDynModule, FnModule};
-use crate::{Buffer, Module, Param, Training, Visitor};
+use crate::module::derive_support::{AsDynModule, AsDynModuleMut, Entries, FnModule, VisitEntries};
+use crate::{Buffer, Module, Param, Training, Visitor, VisitorMut};
 
 /// A value that can sit in a field of a `#[derive(Module)]` struct: it names the state it
 /// holds (parameters, buffers, child modules, a training flag) to a [`Visitor`], or
@@ -45,24 +45,36 @@ pub trait VisitState {
 
     /// Names this value's state to `v` under `name` (a field name or a container index).
     fn visit_state(&self, name: &str, v: &mut dyn Visitor);
+
+    /// Names the child modules this value holds to `v`, mutably, under the names
+    /// [`VisitState::visit_state`] gives them (handles need no `&mut`: nothing to visit).
+    /// The default reaches nothing, right for plain data; for a value that holds modules it
+    /// is never a silent skip: a typed mutable walk compares what it reached with
+    /// `visit_state` and fails naming any module it could not reach.
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        let _ = (name, v);
+    }
 }
 
 impl VisitState for Param {
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         v.param(name, self)
     }
+    fn visit_state_mut(&mut self, _name: &str, _v: &mut dyn VisitorMut) {}
 }
 
 impl VisitState for Buffer {
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         v.buffer(name, self)
     }
+    fn visit_state_mut(&mut self, _name: &str, _v: &mut dyn VisitorMut) {}
 }
 
 impl VisitState for Training {
     fn visit_state(&self, _name: &str, v: &mut dyn Visitor) {
         v.training(self)
     }
+    fn visit_state_mut(&mut self, _name: &str, _v: &mut dyn VisitorMut) {}
 }
 
 // Not recommended in diagnostics: an error then names the missing `VisitState` itself
@@ -71,6 +83,9 @@ impl VisitState for Training {
 impl<M: Module + ?Sized> VisitState for M {
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         v.module(name, &AsDynModule(self))
+    }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        v.module(name, &mut AsDynModuleMut(self))
     }
 }
 
@@ -81,12 +96,25 @@ impl<T: VisitState> VisitState for Option<T> {
             x.visit_state(name, v)
         }
     }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        if let Some(x) = self {
+            x.visit_state_mut(name, v)
+        }
+    }
 }
 
+// A shared `Arc`/`Rc` cannot be borrowed mutably: a mutable walk reaches its contents only
+// while this is the one handle. Typed walks compare what they reached with the immutable walk
+// and fail, naming the path, when a module of the asked type was out of reach.
 impl<T: VisitState + ?Sized> VisitState for Arc<T> {
     const PLAIN: bool = T::PLAIN;
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         (**self).visit_state(name, v)
+    }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        if let Some(x) = Arc::get_mut(self) {
+            x.visit_state_mut(name, v)
+        }
     }
 }
 
@@ -94,6 +122,11 @@ impl<T: VisitState + ?Sized> VisitState for Rc<T> {
     const PLAIN: bool = T::PLAIN;
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         (**self).visit_state(name, v)
+    }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        if let Some(x) = Rc::get_mut(self) {
+            x.visit_state_mut(name, v)
+        }
     }
 }
 
@@ -117,10 +150,33 @@ fn visit_list<'a, T: VisitState + 'a>(
     )
 }
 
+/// Visits the entries of `c` mutably, as one child module `name`, unless they are plain.
+fn visit_list_mut<C: VisitEntries + ?Sized>(plain: bool, name: &str, v: &mut dyn VisitorMut, c: &mut C) {
+    if !plain {
+        v.module(name, &mut Entries(c))
+    }
+}
+
+impl<T: VisitState> VisitEntries for [T] {
+    fn visit_entries(&self, v: &mut dyn Visitor) {
+        for (i, x) in self.iter().enumerate() {
+            x.visit_state(&i.to_string(), v)
+        }
+    }
+    fn visit_entries_mut(&mut self, v: &mut dyn VisitorMut) {
+        for (i, x) in self.iter_mut().enumerate() {
+            x.visit_state_mut(&i.to_string(), v)
+        }
+    }
+}
+
 impl<T: VisitState> VisitState for [T] {
     const PLAIN: bool = T::PLAIN;
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         visit_list(name, v, self.iter().enumerate().map(|(i, x)| (i.to_string(), x)))
+    }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        visit_list_mut(T::PLAIN, name, v, self)
     }
 }
 
@@ -129,12 +185,31 @@ impl<T: VisitState, const N: usize> VisitState for [T; N] {
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         self[..].visit_state(name, v)
     }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        self[..].visit_state_mut(name, v)
+    }
 }
 
 impl<T: VisitState> VisitState for Vec<T> {
     const PLAIN: bool = T::PLAIN;
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         self[..].visit_state(name, v)
+    }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        self[..].visit_state_mut(name, v)
+    }
+}
+
+impl<T: VisitState> VisitEntries for VecDeque<T> {
+    fn visit_entries(&self, v: &mut dyn Visitor) {
+        for (i, x) in self.iter().enumerate() {
+            x.visit_state(&i.to_string(), v)
+        }
+    }
+    fn visit_entries_mut(&mut self, v: &mut dyn VisitorMut) {
+        for (i, x) in self.iter_mut().enumerate() {
+            x.visit_state_mut(&i.to_string(), v)
+        }
     }
 }
 
@@ -143,12 +218,48 @@ impl<T: VisitState> VisitState for VecDeque<T> {
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         visit_list(name, v, self.iter().enumerate().map(|(i, x)| (i.to_string(), x)))
     }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        visit_list_mut(T::PLAIN, name, v, self)
+    }
+}
+
+impl<T: VisitState> VisitEntries for BTreeMap<String, T> {
+    fn visit_entries(&self, v: &mut dyn Visitor) {
+        for (k, x) in self {
+            x.visit_state(k, v)
+        }
+    }
+    fn visit_entries_mut(&mut self, v: &mut dyn VisitorMut) {
+        for (k, x) in self.iter_mut() {
+            x.visit_state_mut(k, v)
+        }
+    }
 }
 
 impl<T: VisitState> VisitState for BTreeMap<String, T> {
     const PLAIN: bool = T::PLAIN;
     fn visit_state(&self, name: &str, v: &mut dyn Visitor) {
         visit_list(name, v, self.iter().map(|(k, x)| (k.clone(), x)))
+    }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        visit_list_mut(T::PLAIN, name, v, self)
+    }
+}
+
+impl<T: VisitState, S> VisitEntries for HashMap<String, T, S> {
+    fn visit_entries(&self, v: &mut dyn Visitor) {
+        let mut entries: Vec<(&String, &T)> = self.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, x) in entries {
+            x.visit_state(k, v)
+        }
+    }
+    fn visit_entries_mut(&mut self, v: &mut dyn VisitorMut) {
+        let mut entries: Vec<(&String, &mut T)> = self.iter_mut().collect();
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, x) in entries {
+            x.visit_state_mut(k, v)
+        }
     }
 }
 
@@ -161,6 +272,9 @@ impl<T: VisitState, S> VisitState for HashMap<String, T, S> {
         entries.sort_by(|a, b| a.0.cmp(b.0));
         visit_list(name, v, entries.into_iter().map(|(k, x)| (k.clone(), x)))
     }
+    fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+        visit_list_mut(T::PLAIN, name, v, self)
+    }
 }
 
 macro_rules! plain {
@@ -168,6 +282,7 @@ macro_rules! plain {
         impl VisitState for $t {
             const PLAIN: bool = true;
             fn visit_state(&self, _name: &str, _v: &mut dyn Visitor) {}
+            fn visit_state_mut(&mut self, _name: &str, _v: &mut dyn VisitorMut) {}
         }
     )*};
 }
@@ -203,11 +318,13 @@ plain!(
 impl VisitState for &'static str {
     const PLAIN: bool = true;
     fn visit_state(&self, _name: &str, _v: &mut dyn Visitor) {}
+    fn visit_state_mut(&mut self, _name: &str, _v: &mut dyn VisitorMut) {}
 }
 
 impl<T: ?Sized> VisitState for PhantomData<T> {
     const PLAIN: bool = true;
     fn visit_state(&self, _name: &str, _v: &mut dyn Visitor) {}
+    fn visit_state_mut(&mut self, _name: &str, _v: &mut dyn VisitorMut) {}
 }
 
 macro_rules! tuple {
@@ -223,6 +340,18 @@ macro_rules! tuple {
                 v.module(name, &FnModule(|v: &mut dyn Visitor| {
                     $(self.$i.visit_state(stringify!($i), v);)+
                 }))
+            }
+            fn visit_state_mut(&mut self, name: &str, v: &mut dyn VisitorMut) {
+                visit_list_mut(Self::PLAIN, name, v, self)
+            }
+        }
+
+        impl<$($t: VisitState),+> VisitEntries for ($($t,)+) {
+            fn visit_entries(&self, v: &mut dyn Visitor) {
+                $(self.$i.visit_state(stringify!($i), v);)+
+            }
+            fn visit_entries_mut(&mut self, v: &mut dyn VisitorMut) {
+                $(self.$i.visit_state_mut(stringify!($i), v);)+
             }
         }
     };

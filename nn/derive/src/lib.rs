@@ -7,6 +7,11 @@
 //! is a child, `Option`/`Vec`/arrays/maps/`Arc` visit their contents, plain data (numbers,
 //! `String`, `Device`, `DType`, a plain `Tensor`) visits nothing.
 //!
+//! It also writes `visit_mut` (the same fields through `VisitState::visit_state_mut`: the
+//! mutable walk behind typed access and in-place replacement) and `as_any`/`as_any_mut`
+//! (`Some(self)`; type parameters get a `'static` bound, a struct with lifetime parameters
+//! keeps the default `None` and is invisible to typed walks).
+//!
 //! A field whose type implements none of it is a compile error at that field, naming it
 //! (`required by a bound in field_<name>`) and saying to derive `Module` on the type or to
 //! mark the field `#[module(skip)]`. Nothing is dropped silently.
@@ -69,6 +74,9 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
     let type_params: Vec<syn::Ident> = input.generics.type_params().map(|p| p.ident.clone()).collect();
     let mut generics = input.generics.clone();
     let mut calls = Vec::new();
+    let mut calls_mut = Vec::new();
+    let mut checks = Vec::new();
+    let helpers = format_ident!("__stategrad_fields_{}", input.ident);
     for field in fields {
         if is_skipped(field)? {
             continue;
@@ -83,28 +91,56 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             generics.make_where_clause().predicates.push(parse_quote!(#ty: #nn::VisitState));
         }
         // One checking function per field, so that a type without `VisitState` is an error
-        // at this field that names it ("required by a bound in `field_<name>`").
+        // at this field that names it ("required by a bound in `field_<name>`"). It lives in
+        // a module beside the impl and hands out both walks, so `visit` and `visit_mut` make
+        // the same obligation at the same span and rustc reports it once.
         let check = format_ident!("field_{}", name.trim_start_matches("r#"));
-        calls.push(quote_spanned! {ty.span()=>
-            {
-                #[allow(non_snake_case)]
-                fn #check<T: #fnn::VisitState + ?Sized>(
-                    x: &T,
-                    v: &mut dyn #fnn::Visitor,
-                ) {
-                    #fnn::VisitState::visit_state(x, #name, v)
-                }
-                #check::<#ty>(&self.#ident, v);
+        checks.push(quote_spanned! {ty.span()=>
+            pub(super) fn #check<T: #fnn::VisitState + ?Sized>() -> #fnn::derive_support::FieldFns<T> {
+                #fnn::derive_support::FieldFns::new()
             }
         });
+        calls.push(quote_spanned! {ty.span()=>
+            (#helpers::#check::<#ty>().visit)(&self.#ident, #name, v);
+        });
+        calls_mut.push(quote_spanned! {ty.span()=>
+            (#helpers::#check::<#ty>().visit_mut)(&mut self.#ident, #name, v);
+        });
     }
+    // Typed access needs `Any`, so `'static`: a module with lifetime parameters is left
+    // out of typed walks (the default `None`); type parameters get a `'static` bound.
+    let any = if input.generics.lifetimes().next().is_none() {
+        for p in &type_params {
+            generics.make_where_clause().predicates.push(parse_quote!(#p: 'static));
+        }
+        quote! {
+            fn as_any(&self) -> ::core::option::Option<&dyn ::core::any::Any> {
+                ::core::option::Option::Some(self)
+            }
+            fn as_any_mut(&mut self) -> ::core::option::Option<&mut dyn ::core::any::Any> {
+                ::core::option::Option::Some(self)
+            }
+        }
+    } else {
+        quote! {}
+    };
     let ident = &input.ident;
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     Ok(quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        mod #helpers {
+            #(#checks)*
+        }
         impl #impl_generics #nn::Module for #ident #ty_generics #where_clause {
             fn visit(&self, v: &mut dyn #nn::Visitor) {
                 #(#calls)*
             }
+            #[allow(unused_variables)]
+            fn visit_mut(&mut self, v: &mut dyn #nn::VisitorMut) {
+                #(#calls_mut)*
+            }
+            #any
         }
     })
 }

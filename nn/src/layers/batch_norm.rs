@@ -181,6 +181,33 @@ impl FrozenBatchNorm2d {
             eps: 1e-5,
         })
     }
+
+    /// The frozen copy of a trained `BatchNorm2d`: its weight and bias (ones and zeros when
+    /// not affine), running statistics and eps, as buffers, on its device and dtype. In
+    /// evaluation both give bit-identical outputs (one formula). The data is shared, not
+    /// copied (tensors are immutable; later updates of `bn` do not reach the copy).
+    ///
+    /// ```
+    /// use stategrad_nn::{BatchNorm2d, FrozenBatchNorm2d, Module};
+    /// let bn = BatchNorm2d::new(3)?;
+    /// let frozen = FrozenBatchNorm2d::from_batch_norm(&bn)?;
+    /// assert!(frozen.parameters().is_empty());
+    /// # Ok::<(), stategrad_autograd::Error>(())
+    /// ```
+    pub fn from_batch_norm(bn: &BatchNorm2d) -> Result<Self> {
+        let mean = bn.running_mean.tensor();
+        let affine = |p: &Option<Param>, v: f64| match p {
+            Some(p) => Ok(p.data()),
+            None => mean.full_like(v),
+        };
+        Ok(FrozenBatchNorm2d {
+            weight: Buffer::new(affine(&bn.weight, 1.0)?),
+            bias: Buffer::new(affine(&bn.bias, 0.0)?),
+            running_mean: Buffer::new(mean.clone()),
+            running_var: Buffer::new(bn.running_var.tensor()),
+            eps: bn.eps,
+        })
+    }
 }
 
 impl Forward for FrozenBatchNorm2d {

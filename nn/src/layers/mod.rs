@@ -11,7 +11,7 @@ mod linear;
 mod positional;
 
 pub use batch_norm::{BatchNorm, BatchNorm1d, BatchNorm2d, FrozenBatchNorm2d};
-pub use containers::{Flatten, Gelu, Layer, ModuleList, Relu, Sequential};
+pub use containers::{Flatten, Gelu, Layer, LayerSlot, ModuleList, Relu, Sequential};
 pub use conv2d::Conv2d;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
