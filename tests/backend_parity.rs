@@ -150,6 +150,24 @@ fn missing_devices_are_errors() {
 }
 
 #[test]
+fn impossible_allocations_are_out_of_memory_errors_on_every_device() {
+    // 2^40 f32 = 4 TiB: more than any device here (and than one GPU buffer may hold).
+    let mut devices = vec![Device::Cpu];
+    devices.extend(gpu_devices());
+    for device in devices {
+        match Storage::fill(device, 1 << 40, DType::F32, 0.0) {
+            Err(Error::OutOfMemory { bytes, device: d, .. }) => {
+                assert_eq!((bytes, d), (1u128 << 42, device));
+            }
+            other => panic!("{device}: expected OutOfMemory, got {other:?}"),
+        }
+        // The device stays usable afterwards.
+        let s = Storage::fill(device, 3, DType::F32, 2.0).unwrap();
+        assert_eq!(s.to_host(&Layout::contiguous(&[3])).unwrap(), CpuStorage::F32(vec![2.0; 3]));
+    }
+}
+
+#[test]
 fn mixing_devices_is_an_error_naming_both() {
     for device in gpu_devices() {
         let (a, l) = input(Device::Cpu, DType::F32, &[3], 1, -1.0, 1.0).unwrap();

@@ -236,3 +236,49 @@ fn a_save_that_fails_or_panics_removes_its_own_temporary_file() {
     assert!(!path.exists(), "nothing was ever completed");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn argument_errors_name_their_own_op() {
+    let x = f32s(&[4, 2]);
+    match x.chunk(0, 0) {
+        Err(Error::Argument { op: "chunk", msg }) => assert!(msg.contains("at least 1"), "{msg}"),
+        other => panic!("chunk(0, 0): {other:?}"),
+    }
+    match Tensor::stack(&[], 0) {
+        Err(e @ Error::Argument { op: "stack", .. }) => assert_eq!(e.to_string(), "stack: expected at least one tensor, got none"),
+        other => panic!("stack(&[]): {other:?}"),
+    }
+    match Tensor::cat(&[], 0) {
+        Err(Error::Argument { op: "cat", .. }) => {}
+        other => panic!("cat(&[]): {other:?}"),
+    }
+    assert_eq!(x.chunk(3, 0).unwrap().len(), 2, "4 rows in chunks of ceil(4/3) = 2");
+}
+
+#[test]
+fn a_failed_gradcheck_carries_the_failing_element() {
+    use stategrad::autograd::{apply_custom, gradcheck, CustomOp, Result};
+    // x^2 with a wrong backward (x instead of 2x): the check must fail and say where.
+    struct WrongSquare;
+    impl CustomOp for WrongSquare {
+        fn name(&self) -> &'static str {
+            "wrong_square"
+        }
+        fn forward(&self, xs: &[Tensor]) -> Result<Tensor> {
+            xs[0].mul(&xs[0])
+        }
+        fn backward(&self, xs: &[Tensor], _out: &Tensor, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+            Ok(vec![Some(grad.mul(&xs[0])?)])
+        }
+    }
+    let x = Tensor::from_slice(&[1.0f64, 2.0, 3.0], &[3], Device::Cpu).unwrap().requires_grad(true).unwrap();
+    match gradcheck(|xs| apply_custom(WrongSquare, &[&xs[0]]), &[x]) {
+        Err(Error::Gradcheck(f)) => {
+            assert_eq!((f.input, f.shape.clone()), (0, vec![3]));
+            assert!(f.element < 3);
+            // analytical x*v vs numerical 2x*v: a factor of two apart.
+            assert!((f.numerical - 2.0 * f.analytical).abs() < 1e-6 * f.numerical.abs().max(1.0), "{f}");
+        }
+        other => panic!("expected a Gradcheck failure, got {other:?}"),
+    }
+}
