@@ -1,57 +1,16 @@
 //! The op catalogue: one file per op (or per pair of mirror ops), each holding the forward
-//! (calling the backend), the backward rule, the shape rule and the op's tests. The `mod`
-//! lines below are the op list.
+//! (calling the backend), the backward rule, the shape rule and the op's tests. Ops are
+//! grouped in folders by family; the `mod` lines of each folder's `mod.rs` are the op list.
 use stategrad_backends::{broadcast_shapes, Dims, Error, Layout, Result, Storage, UnaryOp};
 
 use crate::{is_grad_enabled, Tensor};
 
-// element-wise unary
-mod abs;
-mod affine;
-mod clamp;
-mod erf;
-mod exp;
-mod gelu;
-mod log;
-mod neg;
-mod powf;
-mod recip;
-mod relu;
-mod sigmoid;
-mod sqrt;
-mod tanh;
-mod trig;
-// element-wise binary
-mod add;
-mod compare;
-mod div;
-mod maximum;
-mod mul;
-mod pow;
-mod where_cond;
-// reductions
-mod max;
-mod mean;
-mod softmax;
-mod sum;
-// linear algebra, convolution
-mod conv2d;
-mod matmul;
-// indexing
-mod cat;
-mod gather;
-mod index_select;
-mod one_hot;
-mod scatter_add;
-// views and moves
-mod contiguous;
-mod expand;
-mod narrow;
-mod permute;
-mod reshape;
-mod squeeze;
-mod to_device;
-mod to_dtype;
+// op families, one folder each (each folder's mod.rs lists its ops, one file per op)
+mod elementwise;
+mod indexing;
+mod linalg;
+mod reduction;
+mod shape;
 // operators on references
 mod operators;
 

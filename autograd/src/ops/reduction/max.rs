@@ -2,7 +2,7 @@
 //! `torch.amax`), and `argmax`/`argmin` (i64 indices of the first extremum; never tracked).
 use stategrad_backends::{BinaryOp, ReduceOp};
 
-use crate::ops::sum::reduced_shape;
+use super::sum::reduced_shape;
 use crate::tape::{record, Backward};
 use crate::{Dim, Dims, Result, Tensor};
 

@@ -1,5 +1,5 @@
 //! `squeeze(dim)` / `unsqueeze(dim)`: views adding or removing a size-1 dimension.
-use crate::ops::reshape::Reshape;
+use super::reshape::Reshape;
 use crate::tape::record;
 use crate::{Error, Result, Tensor};
 

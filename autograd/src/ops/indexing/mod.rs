@@ -1,0 +1,7 @@
+//! Indexing: ops that pick, place or join elements by index.
+
+mod cat;
+mod gather;
+mod index_select;
+mod one_hot;
+mod scatter_add;

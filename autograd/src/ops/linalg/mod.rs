@@ -1,0 +1,4 @@
+//! Linear algebra and convolution.
+
+mod conv2d;
+mod matmul;
