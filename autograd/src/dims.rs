@@ -2,9 +2,22 @@
 use crate::{Error, Result};
 
 /// One dimension index: `usize`, or `i32`/`i64`/`isize` where `-1` is the last dimension.
+///
+/// [`Dim::to_index`] is the one conversion every op taking a dimension goes through; a
+/// dimension outside `-rank..rank` is [`Error::Dim`] naming the op, the dimension and the rank.
 pub trait Dim: Copy {
     /// The dimension as `0..rank`, or [`Error::Dim`] naming `op`.
     fn to_index(self, op: &'static str, rank: usize) -> Result<usize>;
+
+    /// A position to insert a new dimension at (`unsqueeze`, `stack`): `0..=rank`, negative
+    /// counting from the end of the result (`-1` appends). Out of range is [`Error::Dim`]
+    /// naming `op` and the input's rank.
+    fn to_insert_index(self, op: &'static str, rank: usize) -> Result<usize> {
+        self.to_index(op, rank + 1).map_err(|e| match e {
+            Error::Dim { op, dim, .. } => Error::Dim { op, dim, rank },
+            e => e,
+        })
+    }
 }
 
 impl Dim for usize {
@@ -80,5 +93,7 @@ mod tests {
         assert!(matches!(3usize.to_index("sum", 3), Err(Error::Dim { op: "sum", dim: 3, rank: 3 })));
         assert!((-4).to_index("t", 3).is_err());
         assert_eq!([-1, 0, 2].to_indexes("t", 3).unwrap(), vec![0, 2]);
+        assert_eq!((-1).to_insert_index("unsqueeze", 2).unwrap(), 2);
+        assert!(matches!(3usize.to_insert_index("stack", 2), Err(Error::Dim { op: "stack", dim: 3, rank: 2 })));
     }
 }

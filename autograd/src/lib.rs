@@ -31,6 +31,7 @@ pub mod testing;
 
 pub use custom::{apply_custom, CustomOp};
 pub use dims::{Dim, Dims};
+pub use ops::{s, Indexer, TensorIndex, ELLIPSIS, NEW_AXIS};
 pub use grad_mode::{
     enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_anomaly_enabled, with_no_grad, GradModeGuard,
 };

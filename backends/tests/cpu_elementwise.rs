@@ -119,10 +119,27 @@ fn large_views_take_the_parallel_path_and_agree() {
 
 #[test]
 fn gelu_and_erf_match_their_definitions() {
-    // erf against known values; gelu(x) = x Phi(x); its derivative by central differences
-    for (x, e) in [(0.0, 0.0), (0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (-2.0, -0.9953222650189527)] {
-        assert!((erf(x) - e).abs() < 2e-7, "erf({x}) = {} vs {e}", erf(x));
+    // erf against 25-digit reference values (mpmath at 40 digits), to 1e-15 relative: every
+    // interval of the algorithm (tiny, |x| < 0.84375, < 1.25, < 1/0.35, < 6, >= 6)
+    let reference = [
+        (0.0, 0.0),
+        (1e-10, 1.128379167095512573892398e-10),
+        (0.1, 0.1124629160182848922032751),
+        (0.5, 0.5204998778130465376827467),
+        (-0.5, -0.5204998778130465376827467),
+        (0.84375, 0.7672256612323416334589782),
+        (1.0, 0.8427007929497148693412206),
+        (1.25, 0.9229001282564582301365235),
+        (2.0, 0.9953222650189527341620693),
+        (-2.5, -0.9995930479825550410604358),
+        (3.0, 0.9999779095030014145586272),
+        (4.5, 0.9999999998033839558457113),
+        (6.0, 0.9999999999999999784802633),
+    ];
+    for (x, e) in reference {
+        assert!((erf(x) - e).abs() <= 1e-15 * e.abs(), "erf({x}) = {:e} vs {e:e}", erf(x));
     }
+    // gelu(x) = x Phi(x); its derivative by central differences
     let xs: Vec<f64> = (-30..=30).map(|i| i as f64 / 10.0).collect();
     let l = Layout::contiguous(&[xs.len()]);
     let gelu = CpuBackend.unary(UnaryOp::Gelu, &CpuStorage::F64(xs.clone()), &l).unwrap().to_f64_vec();

@@ -8,6 +8,7 @@ use crate::{is_grad_enabled, Tensor};
 // op families, one folder each (each folder's mod.rs lists its ops, one file per op)
 mod elementwise;
 mod indexing;
+pub use indexing::{s, Indexer, TensorIndex, ELLIPSIS, NEW_AXIS};
 mod linalg;
 mod reduction;
 mod shape;

@@ -113,7 +113,7 @@ impl<const D: usize> Forward for BatchNorm<D> {
                 return Err(Error::shape("BatchNorm", &[x.shape()], "training needs more than 1 value per channel"));
             }
             let mean = x.mean(dims.clone(), true)?;
-            let var = x.var(dims, false, true)?;
+            let var = x.var(dims, 0, true)?;
             self.update_running(&mean, &var, n)?;
             (mean, var)
         } else {

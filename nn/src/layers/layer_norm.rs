@@ -45,7 +45,7 @@ impl Forward for LayerNorm {
         }
         let dims: Vec<usize> = (x.rank() - k..x.rank()).collect();
         let mean = x.mean(dims.clone(), true)?;
-        let var = x.var(dims, false, true)?;
+        let var = x.var(dims, 0, true)?;
         x.sub(&mean)?.mul(&var.add_scalar(self.eps)?.rsqrt()?)?.mul(&self.weight.tensor()?)?.add(&self.bias.tensor()?)
     }
 }

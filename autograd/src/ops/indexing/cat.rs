@@ -35,12 +35,11 @@ impl Tensor {
     }
 
     /// Stacks tensors of one shape along a new dimension `dim`.
-    pub fn stack(tensors: &[&Tensor], dim: i64) -> Result<Tensor> {
-        if tensors.is_empty() {
-            return Err(Error::argument("stack", "expected at least one tensor, got none"));
-        }
-        let unsqueezed = tensors.iter().map(|t| t.unsqueeze(dim)).collect::<Result<Vec<_>>>()?;
-        let d = if dim < 0 { dim + unsqueezed.first().map_or(1, |t| t.rank()) as i64 } else { dim };
+    /// `dim` is in `0..=rank` (negative counts from the end of the output).
+    pub fn stack(tensors: &[&Tensor], dim: impl Dim) -> Result<Tensor> {
+        let first = tensors.first().ok_or_else(|| Error::argument("stack", "expected at least one tensor, got none"))?;
+        let d = dim.to_insert_index("stack", first.rank())?;
+        let unsqueezed = tensors.iter().map(|t| t.unsqueeze(d)).collect::<Result<Vec<_>>>()?;
         Tensor::cat(&unsqueezed.iter().collect::<Vec<_>>(), d)
     }
 }

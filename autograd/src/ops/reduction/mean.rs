@@ -1,4 +1,5 @@
-//! `mean` and `var` over dimensions: composites of sum (no rule of their own).
+//! `mean`, `var` and `std` over dimensions: composites of sum (no rule of their own).
+//! `var = sum((x - mean)^2) / (n - correction)`; `std = sqrt(var)`.
 use crate::{Dims, Error, Result, Tensor};
 
 impl Tensor {
@@ -14,13 +15,32 @@ impl Tensor {
         self.mean((0..self.rank()).collect::<Vec<usize>>(), false)
     }
 
-    /// Variance over `dims`; `unbiased` divides by `n - 1` (Bessel), else by `n`.
-    pub fn var(&self, dims: impl Dims, unbiased: bool, keepdim: bool) -> Result<Tensor> {
-        let axes = dims.to_indexes("var", self.rank())?;
+    /// Variance over `dims`, dividing by `n - correction` (PyTorch's `var(dim, correction=,
+    /// keepdim=)`): `correction = 1` is Bessel's unbiased estimate (PyTorch's default),
+    /// `0` the population variance (`unbiased=False`). `n - correction <= 0` is an error.
+    ///
+    /// ```
+    /// use stategrad_autograd::{Tensor, Device};
+    /// let x = Tensor::from_slice(&[1.0f64, 2.0, 3.0, 6.0], &[4], Device::Cpu)?;
+    /// assert_eq!(x.var(0, 1, false)?.item()?, 14.0 / 3.0);
+    /// assert_eq!(x.std(-1, 0, false)?.item()?, 3.5f64.sqrt());
+    /// # Ok::<(), stategrad_autograd::Error>(())
+    /// ```
+    pub fn var(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Result<Tensor> {
+        self.var_named("var", dims, correction, keepdim)
+    }
+
+    /// Standard deviation over `dims`: `sqrt(var(dims, correction, keepdim))`.
+    pub fn std(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Result<Tensor> {
+        self.var_named("std", dims, correction, keepdim)?.sqrt()
+    }
+
+    fn var_named(&self, op: &'static str, dims: impl Dims, correction: usize, keepdim: bool) -> Result<Tensor> {
+        let axes = dims.to_indexes(op, self.rank())?;
         let n: usize = axes.iter().map(|&a| self.shape()[a]).product();
-        let denom = if unbiased { n.checked_sub(1) } else { Some(n) }
-            .filter(|&d| d > 0)
-            .ok_or_else(|| Error::shape("var", &[self.shape()], format!("cannot take a variance over {n} elements")))?;
+        let denom = n.checked_sub(correction).filter(|&d| d > 0).ok_or_else(|| {
+            Error::shape(op, &[self.shape()], format!("cannot take a variance over {n} elements with correction {correction}"))
+        })?;
         let centred = self.sub(&self.mean(axes.clone(), true)?)?;
         centred.square()?.sum(axes, keepdim)?.div_scalar(denom as f64)
     }
@@ -33,13 +53,21 @@ mod tests {
     fn forward() {
         let a = t64(&[1.0, 2.0, 3.0, 4.0, 5.0, 9.0], &[2, 3]);
         assert_close(&a.mean(1, false).unwrap(), &[2.0, 6.0], 1e-12);
-        assert_close(&a.var(1, true, false).unwrap(), &[1.0, 7.0], 1e-12);
-        assert_close(&a.var(1, false, false).unwrap(), &[2.0 / 3.0, 14.0 / 3.0], 1e-12);
-        assert!(t64(&[1.0], &[1]).var(0, true, false).is_err());
+        assert_close(&a.var(1, 1, false).unwrap(), &[1.0, 7.0], 1e-15);
+        assert_close(&a.var(-1, 0, false).unwrap(), &[2.0 / 3.0, 14.0 / 3.0], 1e-15);
+        assert_close(&a.var(1, 2, true).unwrap(), &[2.0, 14.0], 1e-15);
+        assert_close(&a.std(1, 1, false).unwrap(), &[1.0, 7f64.sqrt()], 1e-15);
+        // over both dims: mean 4, squares 9 4 1 0 1 25 = 40
+        assert_close(&a.var([0, 1], 1, false).unwrap(), &[8.0], 1e-15);
+        assert_close(&a.std([-2, -1], 0, false).unwrap(), &[(40.0f64 / 6.0).sqrt()], 1e-15);
+        assert!(t64(&[1.0], &[1]).var(0, 1, false).is_err());
+        assert!(matches!(a.std(1, 3, false), Err(crate::Error::Shape { op: "std", .. })));
     }
     #[test]
     fn gradient() {
         check_reduction(|x| x.mean([0, 1], false));
-        check_reduction(|x| x.var(2, true, true));
+        check_reduction(|x| x.var(2, 1, true));
+        check_reduction(|x| x.std([0, -1], 0, false));
+        check_reduction_gradgrad(|x| x.std(1, 1, false));
     }
 }

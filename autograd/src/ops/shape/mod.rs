@@ -6,6 +6,7 @@ mod expand;
 mod narrow;
 mod permute;
 mod reshape;
+mod slice;
 mod squeeze;
 mod to_device;
 mod to_dtype;

@@ -3,9 +3,11 @@ use crate::tape::{record, Backward};
 use crate::{Dim, Error, Result, Tensor};
 
 impl Tensor {
-    /// Reorders dimensions: output dim `i` is input dim `dims[i]` (a view).
-    pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
-        let out = self.with_layout(self.layout().permute(dims)?);
+    /// Reorders dimensions: output dim `i` is input dim `dims[i]` (a view; negative dims
+    /// count from the end, so `permute(&[0, -1, 1])` moves the last dim to position 1).
+    pub fn permute<D: Dim>(&self, dims: &[D]) -> Result<Tensor> {
+        let dims = dims.iter().map(|d| d.to_index("permute", self.rank())).collect::<Result<Vec<_>>>()?;
+        let out = self.with_layout(self.layout().permute(&dims)?);
         let mut inverse = vec![0; dims.len()];
         for (i, &d) in dims.iter().enumerate() {
             inverse[d] = i;
@@ -52,6 +54,10 @@ mod tests {
         let p = a.reshape(&[1, 2, 3]).unwrap().permute(&[2, 0, 1]).unwrap();
         assert_eq!(p.shape(), &[3, 1, 2]);
         assert!(a.permute(&[0, 0]).is_err());
+        let n = a.reshape(&[1, 2, 3]).unwrap().permute(&[0, -1, 1]).unwrap();
+        assert_eq!(n.shape(), &[1, 3, 2]);
+        assert_close(&n, &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0], 0.0);
+        assert!(matches!(a.permute(&[0, -3]), Err(crate::Error::Dim { op: "permute", dim: -3, rank: 2 })));
     }
     #[test]
     fn gradient() {

@@ -1,25 +1,21 @@
 //! `squeeze(dim)` / `unsqueeze(dim)`: views adding or removing a size-1 dimension.
 use super::reshape::Reshape;
 use crate::tape::record;
-use crate::{Error, Result, Tensor};
+use crate::{Dim, Result, Tensor};
 
 impl Tensor {
     /// Removes dimension `dim`, which must have size 1 (negative counts from the end).
-    pub fn squeeze(&self, dim: impl crate::Dim) -> Result<Tensor> {
+    pub fn squeeze(&self, dim: impl Dim) -> Result<Tensor> {
         let d = dim.to_index("squeeze", self.rank())?;
         let out = self.with_layout(self.layout().squeeze(d)?);
         Ok(record(&[self], out, |_| Reshape { input_shape: self.shape().to_vec() }))
     }
 
-    /// Inserts a size-1 dimension at `dim` (`0..=rank`; negative counts from the end, -1
-    /// appends).
-    pub fn unsqueeze(&self, dim: i64) -> Result<Tensor> {
-        let rank = self.rank() as i64 + 1;
-        let d = if dim < 0 { dim + rank } else { dim };
-        if !(0..rank).contains(&d) {
-            return Err(Error::Dim { op: "unsqueeze", dim, rank: self.rank() });
-        }
-        let out = self.with_layout(self.layout().unsqueeze(d as usize)?);
+    /// Inserts a size-1 dimension at `dim` (`0..=rank`; negative counts from the end of the
+    /// output, so -1 appends).
+    pub fn unsqueeze(&self, dim: impl Dim) -> Result<Tensor> {
+        let d = dim.to_insert_index("unsqueeze", self.rank())?;
+        let out = self.with_layout(self.layout().unsqueeze(d)?);
         Ok(record(&[self], out, |_| Reshape { input_shape: self.shape().to_vec() }))
     }
 }
@@ -35,6 +31,7 @@ mod tests {
         assert_eq!(a.unsqueeze(1).unwrap().squeeze(1).unwrap().shape(), &[3]);
         assert!(a.squeeze(0).is_err());
         assert!(a.unsqueeze(3).is_err());
+        assert!(matches!(a.unsqueeze(-3), Err(crate::Error::Dim { op: "unsqueeze", dim: -3, rank: 1 })));
     }
     #[test]
     fn gradient() {
