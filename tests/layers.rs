@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use stategrad::autograd::{manual_seed, DType, Device, Tensor};
-use stategrad::nn::functional::{cross_entropy, mse, nll};
+use stategrad::nn::functional::{cross_entropy, mse, nll, CrossEntropyOptions, NllOptions};
 use stategrad::nn::{
     BatchNorm1d, BatchNorm2d, Conv2d, Dropout, Embedding, Forward, FrozenBatchNorm2d, LayerNorm, Linear, Module,
 };
@@ -168,10 +168,15 @@ fn losses_match_hand_computation() {
     };
     let (l0, l1) = (log_softmax([1.0, 2.0, 0.5]), log_softmax([-1.0, 0.0, 3.0]));
     let plain = -(l0[1] + l1[2]) / 2.0;
-    assert_near(&cross_entropy(&logits, &target, 0.0).unwrap(), &[plain], 1e-12);
+    assert_near(&cross_entropy(&logits, &target, &CrossEntropyOptions::default()).unwrap(), &[plain], 1e-12);
     let smooth = -(l0.iter().sum::<f64>() + l1.iter().sum::<f64>()) / 6.0;
-    assert_near(&cross_entropy(&logits, &target, 0.1).unwrap(), &[0.9 * plain + 0.1 * smooth], 1e-12);
-    assert_near(&nll(&logits.log_softmax(-1).unwrap(), &target).unwrap(), &[plain], 1e-12);
+    assert_near(
+        &cross_entropy(&logits, &target, &CrossEntropyOptions { label_smoothing: 0.1, ..Default::default() }).unwrap(),
+        &[0.9 * plain + 0.1 * smooth],
+        1e-12,
+    );
+    assert_near(&nll(&logits.log_softmax(-1).unwrap(), &target, &NllOptions::default()).unwrap(), &[plain], 1e-12);
     assert_near(&mse(&t64(&[1.0, 2.0], &[2]), &t64(&[0.0, 4.0], &[2])).unwrap(), &[2.5], 1e-12);
-    assert!(cross_entropy(&logits, &logits, 0.0).is_err());
+    // float targets are probabilities and need the logits' shape
+    assert!(cross_entropy(&logits, &t64(&[0.0; 3], &[3]), &CrossEntropyOptions::default()).is_err());
 }

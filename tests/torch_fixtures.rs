@@ -132,7 +132,7 @@ fn convnet_reproduces_eval_train_loss_grads_running_stats_and_sgd_step() {
     net.train();
     let out = net.forward(x).unwrap();
     assert_close("output_train", &out, get(&io, "output_train"));
-    let loss = cross_entropy(&out, get(&io, "target"), 0.0).unwrap();
+    let loss = cross_entropy(&out, get(&io, "target"), &Default::default()).unwrap();
     assert_close("loss_train", &loss.reshape(&[1]).unwrap(), get(&io, "loss_train"));
     for key in ["running_mean", "running_var"] {
         let b = net.named_buffers().into_iter().find(|(n, _)| n == &format!("bn1.{key}")).unwrap().1;

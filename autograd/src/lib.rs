@@ -31,12 +31,12 @@ pub mod testing;
 
 pub use custom::{apply_custom, CustomOp};
 pub use dims::{Dim, Dims};
-pub use ops::{s, Indexer, TensorIndex, ELLIPSIS, NEW_AXIS};
 pub use grad_mode::{
     enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_anomaly_enabled, with_no_grad, GradModeGuard,
 };
 pub use gradcheck::{gradcheck, gradcheck_with, gradgradcheck, gradgradcheck_with, GradcheckOptions, GradcheckReport};
 pub use grads::Grads;
+pub use ops::{s, Indexer, TensorIndex, ELLIPSIS, NEW_AXIS};
 pub use serde::{SerData, SerTensor};
 pub use stategrad_backends::{
     BinaryOp, Conv2dParams, CpuStorage, DType, Device, Element, Error, GradcheckFailure, HostElement, Layout,

@@ -69,7 +69,11 @@ mod tests {
     fn tanh_approximation() {
         // x / 2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), mpmath at 40 digits
         let x = t64(&[-1.0, 0.0, 1.5, 3.0], &[4]);
-        assert_close(&x.gelu_tanh().unwrap(), &[-0.15880800939172330, 0.0, 1.3995715769802329, 2.9963626079182270], 1e-15);
+        assert_close(
+            &x.gelu_tanh().unwrap(),
+            &[-0.15880800939172330, 0.0, 1.3995715769802329, 2.9963626079182270],
+            1e-15,
+        );
     }
     #[test]
     fn gradient() {

@@ -37,7 +37,8 @@ impl Tensor {
     /// Stacks tensors of one shape along a new dimension `dim`.
     /// `dim` is in `0..=rank` (negative counts from the end of the output).
     pub fn stack(tensors: &[&Tensor], dim: impl Dim) -> Result<Tensor> {
-        let first = tensors.first().ok_or_else(|| Error::argument("stack", "expected at least one tensor, got none"))?;
+        let first =
+            tensors.first().ok_or_else(|| Error::argument("stack", "expected at least one tensor, got none"))?;
         let d = dim.to_insert_index("stack", first.rank())?;
         let unsqueezed = tensors.iter().map(|t| t.unsqueeze(d)).collect::<Result<Vec<_>>>()?;
         Tensor::cat(&unsqueezed.iter().collect::<Vec<_>>(), d)

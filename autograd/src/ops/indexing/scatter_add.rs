@@ -1,7 +1,7 @@
 //! `scatter_add(dim, idx, src)`: a copy of `self` with `src` added at the indexed places.
 //! d/dself = g; d/dsrc = g.gather(dim, idx).
-use crate::ops::check_same;
 use super::gather::check_index;
+use crate::ops::check_same;
 use crate::tape::{record, Backward};
 use crate::{Dim, Error, Result, Tensor};
 

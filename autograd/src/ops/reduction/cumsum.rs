@@ -52,9 +52,29 @@ mod tests {
     fn forward() {
         let v: Vec<f64> = (1..=15).map(f64::from).collect();
         let a = t64(&v, &[3, 5]);
-        let sums: Vec<f64> = v.chunks(5).flat_map(|r| r.iter().scan(0.0, |s, x| Some({ *s += x; *s }))).collect();
+        let sums: Vec<f64> = v
+            .chunks(5)
+            .flat_map(|r| {
+                r.iter().scan(0.0, |s, x| {
+                    Some({
+                        *s += x;
+                        *s
+                    })
+                })
+            })
+            .collect();
         assert_close(&a.cumsum(-1).unwrap(), &sums, 1e-15);
-        let prods: Vec<f64> = v.chunks(5).flat_map(|r| r.iter().scan(1.0, |s, x| Some({ *s *= x; *s }))).collect();
+        let prods: Vec<f64> = v
+            .chunks(5)
+            .flat_map(|r| {
+                r.iter().scan(1.0, |s, x| {
+                    Some({
+                        *s *= x;
+                        *s
+                    })
+                })
+            })
+            .collect();
         assert_close(&a.cumprod(1).unwrap(), &prods, 1e-15);
         // along dim 0 of the transpose = along dim 1
         assert_close(&a.t().unwrap().cumsum(0).unwrap().t().unwrap(), &sums, 1e-15);

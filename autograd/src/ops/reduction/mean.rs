@@ -39,7 +39,11 @@ impl Tensor {
         let axes = dims.to_indexes(op, self.rank())?;
         let n: usize = axes.iter().map(|&a| self.shape()[a]).product();
         let denom = n.checked_sub(correction).filter(|&d| d > 0).ok_or_else(|| {
-            Error::shape(op, &[self.shape()], format!("cannot take a variance over {n} elements with correction {correction}"))
+            Error::shape(
+                op,
+                &[self.shape()],
+                format!("cannot take a variance over {n} elements with correction {correction}"),
+            )
         })?;
         let centred = self.sub(&self.mean(axes.clone(), true)?)?;
         centred.square()?.sum(axes, keepdim)?.div_scalar(denom as f64)
