@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use data::{parse_idx, Mnist, Split};
 use stategrad::autograd::{gradcheck, manual_seed, DType, Device, Result, Tensor};
-use stategrad::nn::capsule::{capsule_predictions, dynamic_routing, squash, CapsNet, CapsNetConfig, RoutingMode};
+use stategrad::nn::capsule::{
+    capsule_predictions, dynamic_routing, squash, CapsNet, CapsNetConfig, RoutingMode, SQUASH_EPS,
+};
 use stategrad::nn::Module;
 use train::{evaluate, load_model_file, EpochRecord, TrainConfig, Trainer};
 
@@ -189,8 +191,9 @@ fn gradcheck_digit_capsules_detached() {
     // Detached routing's gradient is that of v = squash(sum_i c u_hat) with c held at its
     // value: check that function numerically, then that the layer's gradient is exactly it.
     let c = routed(&inputs).unwrap().c.detach().unsqueeze(2).unwrap(); // [b, j, 1, i]
-    let frozen =
-        |t: &[Tensor]| -> Result<Tensor> { squash(&c.matmul(&capsule_predictions(&t[0], &t[1])?)?, -1)?.squeeze(2) };
+    let frozen = |t: &[Tensor]| -> Result<Tensor> {
+        squash(&c.matmul(&capsule_predictions(&t[0], &t[1])?)?, -1, SQUASH_EPS)?.squeeze(2)
+    };
     gradcheck(frozen, &inputs).unwrap();
     let weights = Tensor::randn(&[2, 2, 3], 0.0, 1.0, DType::F64, Device::Cpu).unwrap();
     let layer = routed(&inputs).unwrap().v.mul(&weights).unwrap().sum_all().unwrap().backward().unwrap();

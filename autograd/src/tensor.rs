@@ -9,6 +9,7 @@ use stategrad_backends::{
     checked_numel, CpuStorage, DType, Device, Distribution, Error, HostElement, Layout, Result, Storage,
 };
 
+use crate::defaults::{default_device, default_dtype, device_or_default, dtype_or_default};
 use crate::tape::NodeRef;
 
 /// Identifies a tracked leaf; gradients in [`crate::Grads`] are keyed by it.
@@ -110,26 +111,54 @@ impl Tensor {
         Tensor(Arc::new(Inner { storage: self.0.storage.clone(), layout: self.0.layout.clone(), track }))
     }
 
-    /// A tensor of `shape` holding `data` (row-major), on `device`.
-    pub fn from_vec<T: HostElement>(data: Vec<T>, shape: &[usize], device: Device) -> Result<Tensor> {
+    /// A tensor of `shape` holding `data` (row-major), on `device` (`None`: the default
+    /// device, [`crate::default_device`]).
+    pub fn from_vec<T: HostElement>(
+        data: Vec<T>,
+        shape: &[usize],
+        device: impl Into<Option<Device>>,
+    ) -> Result<Tensor> {
         check_numel("from_vec", data.len(), shape)?;
-        let storage = Storage::from_host(CpuStorage::from_vec(data), device)?;
+        let storage = Storage::from_host(CpuStorage::from_vec(data), device_or_default(device))?;
         Ok(Tensor::from_storage_unchecked(storage, Layout::contiguous(shape)))
     }
 
-    /// A tensor of `shape` holding a copy of `data`, on `device`.
-    pub fn from_slice<T: HostElement>(data: &[T], shape: &[usize], device: Device) -> Result<Tensor> {
+    /// A tensor of `shape` holding a copy of `data`, on `device` (`None`: the default).
+    pub fn from_slice<T: HostElement>(
+        data: &[T],
+        shape: &[usize],
+        device: impl Into<Option<Device>>,
+    ) -> Result<Tensor> {
         Tensor::from_vec(data.to_vec(), shape, device)
     }
 
-    /// A 0-dimensional tensor holding `value`.
-    pub fn scalar(value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+    /// PyTorch's `torch.tensor([...])` for a list of floats: `data` (row-major) converted
+    /// to the default dtype, on the default device ([`crate::TensorOptions::scope`]).
+    ///
+    /// ```
+    /// use stategrad_autograd::{default_dtype, Tensor};
+    /// let t = Tensor::new(&[1.0, 2.0, 3.0, 4.0], &[2, 2])?;
+    /// assert_eq!(t.dtype(), default_dtype());
+    /// # Ok::<(), stategrad_autograd::Error>(())
+    /// ```
+    pub fn new(data: &[f64], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_slice(data, shape, Device::Cpu)?.to_dtype(default_dtype())?.to_device(default_device())
+    }
+
+    /// A 0-dimensional tensor holding `value`. `None` for dtype or device: the default.
+    pub fn scalar(value: f64, dtype: impl Into<Option<DType>>, device: impl Into<Option<Device>>) -> Result<Tensor> {
         Tensor::full(&[], value, dtype, device)
     }
 
-    /// A tensor of `shape` filled with `value`.
-    pub fn full(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
-        Tensor::filled("full", shape, value, dtype, device)
+    /// A tensor of `shape` filled with `value`. `None` for dtype or device: the default
+    /// ([`crate::default_dtype`], [`crate::default_device`]).
+    pub fn full(
+        shape: &[usize],
+        value: f64,
+        dtype: impl Into<Option<DType>>,
+        device: impl Into<Option<Device>>,
+    ) -> Result<Tensor> {
+        Tensor::filled("full", shape, value, dtype_or_default(dtype), device_or_default(device))
     }
 
     /// `full` under the name of the constructor the user called (errors name it).
@@ -139,18 +168,28 @@ impl Tensor {
         Ok(Tensor::from_storage_unchecked(storage, Layout::contiguous(shape)))
     }
 
-    /// Zeros of `shape`.
-    pub fn zeros(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
-        Tensor::filled("zeros", shape, 0.0, dtype, device)
+    /// Zeros of `shape`. `None` for dtype or device: the default.
+    pub fn zeros(
+        shape: &[usize],
+        dtype: impl Into<Option<DType>>,
+        device: impl Into<Option<Device>>,
+    ) -> Result<Tensor> {
+        Tensor::filled("zeros", shape, 0.0, dtype_or_default(dtype), device_or_default(device))
     }
 
-    /// Ones of `shape`.
-    pub fn ones(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
-        Tensor::filled("ones", shape, 1.0, dtype, device)
+    /// Ones of `shape`. `None` for dtype or device: the default.
+    pub fn ones(shape: &[usize], dtype: impl Into<Option<DType>>, device: impl Into<Option<Device>>) -> Result<Tensor> {
+        Tensor::filled("ones", shape, 1.0, dtype_or_default(dtype), device_or_default(device))
     }
 
-    /// `start, start + 1, ...` below `end` (PyTorch's `arange`).
-    pub fn arange(start: i64, end: i64, dtype: DType, device: Device) -> Result<Tensor> {
+    /// `start, start + 1, ...` below `end` (PyTorch's `arange`). `None` for dtype: int64,
+    /// as PyTorch gives for integer bounds; `None` for device: the default.
+    pub fn arange(
+        start: i64,
+        end: i64,
+        dtype: impl Into<Option<DType>>,
+        device: impl Into<Option<Device>>,
+    ) -> Result<Tensor> {
         let n = usize::try_from(end.saturating_sub(start).max(0))
             .map_err(|_| Error::argument("arange", format!("{start}..{end} has too many elements")))?;
         checked_numel("arange", &[n])?;
@@ -161,24 +200,45 @@ impl Tensor {
             device: Device::Cpu,
         })?;
         v.extend(start..start + n as i64);
-        Tensor::from_vec(v, &[n], device)?.to_dtype(dtype)
+        Tensor::from_vec(v, &[n], device)?.to_dtype(dtype.into().unwrap_or(DType::I64))
     }
 
     /// Uniform random values on `[lo, hi)` from the global generator ([`manual_seed`]).
-    pub fn rand(shape: &[usize], lo: f64, hi: f64, dtype: DType, device: Device) -> Result<Tensor> {
+    /// `None` for dtype or device: the default.
+    pub fn rand(
+        shape: &[usize],
+        lo: f64,
+        hi: f64,
+        dtype: impl Into<Option<DType>>,
+        device: impl Into<Option<Device>>,
+    ) -> Result<Tensor> {
         Tensor::rand_seeded(shape, Distribution::Uniform { lo, hi }, dtype, device, next_seed())
     }
 
-    /// Normal random values from the global generator ([`manual_seed`]).
-    pub fn randn(shape: &[usize], mean: f64, std: f64, dtype: DType, device: Device) -> Result<Tensor> {
+    /// Normal random values from the global generator ([`manual_seed`]). `None` for dtype
+    /// or device: the default.
+    pub fn randn(
+        shape: &[usize],
+        mean: f64,
+        std: f64,
+        dtype: impl Into<Option<DType>>,
+        device: impl Into<Option<Device>>,
+    ) -> Result<Tensor> {
         Tensor::rand_seeded(shape, Distribution::Normal { mean, std }, dtype, device, next_seed())
     }
 
     /// Random values drawn with an explicit seed: element `i` depends only on `(seed, i)`,
-    /// the same for every thread count and device.
-    pub fn rand_seeded(shape: &[usize], dist: Distribution, dtype: DType, device: Device, seed: u64) -> Result<Tensor> {
+    /// the same for every thread count and device. `None` for dtype or device: the default.
+    pub fn rand_seeded(
+        shape: &[usize],
+        dist: Distribution,
+        dtype: impl Into<Option<DType>>,
+        device: impl Into<Option<Device>>,
+        seed: u64,
+    ) -> Result<Tensor> {
         let numel = checked_numel("rand", shape)?;
-        let storage = Storage::rand(device, numel, dtype, dist, seed).map_err(|e| e.in_op("rand"))?;
+        let storage = Storage::rand(device_or_default(device), numel, dtype_or_default(dtype), dist, seed)
+            .map_err(|e| e.in_op("rand"))?;
         Ok(Tensor::from_storage_unchecked(storage, Layout::contiguous(shape)))
     }
 

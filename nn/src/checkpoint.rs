@@ -64,8 +64,10 @@ fn from_bytes(dtype: Dtype, shape: &[usize], data: &[u8]) -> std::result::Result
     t.map_err(|e| e.to_string())
 }
 
-/// Writes `sd` to `path` as safetensors, atomically (see [`write_atomic`]).
-pub fn save_safetensors(sd: &StateDict, path: &Path) -> Result<()> {
+/// Writes `sd` to `path` (a `&str`, `String`, `Path`, ...) as safetensors, atomically (see
+/// [`write_atomic`]).
+pub fn save_safetensors(sd: &StateDict, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
     let tensors = sd.iter().map(|(k, t)| Ok((k.to_string(), to_bytes(t)?))).collect::<Result<Vec<_>>>()?;
     let order = serde_json::to_string(&sd.keys().collect::<Vec<_>>())
         .map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })?;
@@ -77,7 +79,8 @@ pub fn save_safetensors(sd: &StateDict, path: &Path) -> Result<()> {
 
 /// Reads a safetensors file into a [`StateDict`] (CPU tensors), in the order it was saved
 /// by stategrad, else by name.
-pub fn load_safetensors(path: &Path) -> Result<StateDict> {
+pub fn load_safetensors(path: impl AsRef<Path>) -> Result<StateDict> {
+    let path = path.as_ref();
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     parse_safetensors(&bytes).map_err(|msg| Error::Format { path: path.display().to_string(), msg })
 }

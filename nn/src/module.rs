@@ -408,13 +408,20 @@ pub trait Module {
             .or_else(|| g.named_buffers().first().map(|(_, b)| b.device()))
     }
 
-    /// Writes the `state_dict` to a safetensors file, atomically.
-    fn save_safetensors(&self, path: &Path) -> Result<()> {
+    /// Writes the `state_dict` to a safetensors file (a `&str`, `String`, `Path`, ...),
+    /// atomically. (Not on `dyn Module`; a `Box<dyn Module>` has it.)
+    fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()>
+    where
+        Self: Sized,
+    {
         crate::checkpoint::save_safetensors(&self.state_dict(), path)
     }
 
     /// Reads a safetensors file and loads it ([`Module::load_state_dict`]).
-    fn load_safetensors(&self, path: &Path, strict: bool) -> Result<LoadReport> {
+    fn load_safetensors(&self, path: impl AsRef<Path>, strict: bool) -> Result<LoadReport>
+    where
+        Self: Sized,
+    {
         self.load_state_dict(&crate::checkpoint::load_safetensors(path)?, strict)
     }
 }

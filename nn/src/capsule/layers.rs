@@ -6,9 +6,9 @@
 //! for each input capsule `i`, `u[:, i, :] [b, in_dim] x W_i^T [in_dim, out_caps * out_dim]`,
 //! batched over `i`; the result `[i, b, j * d]` is then copied once into `[b, j, i, d]`
 //! order for routing.
-use stategrad_autograd::{Conv2dParams, DType, Device, Error, Result, Tensor};
+use stategrad_autograd::{Conv2dParams, Error, Result, Tensor};
 
-use super::routing::{dynamic_routing, squash, Routed, RoutingMode};
+use super::routing::{dynamic_routing, squash, Routed, RoutingMode, SQUASH_EPS};
 use crate::{Conv2d, Forward, Module, Param};
 
 /// Convolutional capsules: a convolution with `types * dim` output channels whose outputs,
@@ -39,7 +39,7 @@ impl Forward for PrimaryCapsules {
         let (b, ch, h, w) = (y.shape()[0], y.shape()[1], y.shape()[2], y.shape()[3]);
         let types = ch / self.dim;
         let u = y.reshape(&[b, types, self.dim, h * w])?.transpose(2, 3)?.reshape(&[b, types * h * w, self.dim])?;
-        squash(&u, -1)
+        squash(&u, -1, SQUASH_EPS)
     }
 }
 
@@ -60,7 +60,8 @@ pub struct DigitCapsules {
 }
 
 impl DigitCapsules {
-    /// A layer with `W` drawn from `N(0, w_std^2)` (f32, CPU).
+    /// A layer with `W` drawn from `N(0, w_std^2)` (default dtype and device: see
+    /// `TensorOptions::scope`).
     pub fn new(
         in_caps: usize,
         in_dim: usize,
@@ -70,7 +71,7 @@ impl DigitCapsules {
         mode: RoutingMode,
         w_std: f64,
     ) -> Result<Self> {
-        let w = Tensor::randn(&[in_caps, out_caps, out_dim, in_dim], 0.0, w_std, DType::F32, Device::Cpu)?;
+        let w = Tensor::randn(&[in_caps, out_caps, out_dim, in_dim], 0.0, w_std, None, None)?;
         Self::from_weight(w, iters, mode)
     }
 

@@ -22,4 +22,4 @@ mod routing;
 pub use layers::{capsule_predictions, DigitCapsules, PrimaryCapsules};
 pub use loss::{margin_loss, reconstruction_loss, MarginLoss};
 pub use net::{CapsLosses, CapsNet, CapsNetConfig, CapsOutput, Decoder};
-pub use routing::{dynamic_routing, squash, Routed, RoutingMode};
+pub use routing::{dynamic_routing, squash, Routed, RoutingMode, SQUASH_EPS};

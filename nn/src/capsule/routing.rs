@@ -55,23 +55,29 @@ impl std::fmt::Display for RoutingMode {
     }
 }
 
-/// Keeps the gradient of `|s|` finite at `s = 0`.
-const SQUASH_EPS: f64 = 1e-9;
+/// The epsilon the capsule layers and routing pass to [`squash`]: it keeps the gradient of
+/// `|s|` finite at `s = 0` and moves lengths by at most `sqrt(1e-9)` relative.
+pub const SQUASH_EPS: f64 = 1e-9;
 
-/// `squash(s) = |s|^2 / (1 + |s|^2) * s / |s|` along `dim`: short vectors shrink to almost
-/// zero, long ones to just below unit length; the direction is kept.
+/// `squash(s) = |s|^2 / (1 + |s|^2) * s / |s|` along `dim`, with `|s|` taken as
+/// `sqrt(|s|^2 + eps)`: short vectors shrink to almost zero, long ones to just below unit
+/// length; the direction is kept. `eps = 0` is the paper's (and most reference code's)
+/// formula exactly, whose gradient is NaN at `s = 0`; the layers use [`SQUASH_EPS`].
 ///
 /// ```
 /// # use stategrad_autograd::{Tensor, Device};
 /// let s = Tensor::from_slice(&[3.0f64, 4.0], &[1, 2], Device::Cpu)?;
-/// let v = stategrad_nn::capsule::squash(&s, -1)?.to_vec::<f64>()?; // |s| = 5: length 25/26
-/// assert!((v[0] - 0.6 * 25.0 / 26.0).abs() < 1e-9 && (v[1] - 0.8 * 25.0 / 26.0).abs() < 1e-9);
+/// let v = stategrad_nn::capsule::squash(&s, -1, 0.0)?.to_vec::<f64>()?; // |s| = 5: length 25/26
+/// assert!((v[0] - 0.6 * 25.0 / 26.0).abs() < 1e-15 && (v[1] - 0.8 * 25.0 / 26.0).abs() < 1e-15);
 /// # Ok::<(), stategrad_autograd::Error>(())
 /// ```
-pub fn squash(s: &Tensor, dim: impl Dim) -> Result<Tensor> {
+pub fn squash(s: &Tensor, dim: impl Dim, eps: f64) -> Result<Tensor> {
+    if !(eps >= 0.0) {
+        return Err(stategrad_autograd::Error::argument("squash", format!("eps must be non-negative, got {eps}")));
+    }
     let sq = s.square()?.sum(dim.to_index("squash", s.rank())?, true)?;
     // s |s| / (1 + |s|^2), the same value written with one division
-    let scale = sq.add_scalar(SQUASH_EPS)?.sqrt()?.div(&sq.add_scalar(1.0)?)?;
+    let scale = sq.add_scalar(eps)?.sqrt()?.div(&sq.add_scalar(1.0)?)?;
     s.mul(&scale)
 }
 
@@ -91,7 +97,7 @@ fn coefficients(u_hat: &Tensor, iters: usize) -> Result<Tensor> {
     let mut logits = u_hat.full_on(&[s[0], s[1], 1, s[2]], 0.0)?;
     for _ in 1..iters {
         let c = logits.softmax(1)?;
-        let v = squash(&c.matmul(u_hat)?, -1)?; // [b, j, 1, d]
+        let v = squash(&c.matmul(u_hat)?, -1, SQUASH_EPS)?; // [b, j, 1, d]
         let agreement = u_hat.matmul(&v.transpose(-1, -2)?)?; // [b, j, i, 1]
         logits = logits.add(&agreement.transpose(-1, -2)?)?;
     }
@@ -115,6 +121,37 @@ pub fn dynamic_routing(u_hat: &Tensor, iters: usize, mode: RoutingMode) -> Resul
             coefficients(&u_hat.detach(), iters)?
         }
     };
-    let v = squash(&c.matmul(u_hat)?, -1)?.squeeze(2)?; // s = sum_i c_ij u_hat_j|i
+    let v = squash(&c.matmul(u_hat)?, -1, SQUASH_EPS)?.squeeze(2)?; // s = sum_i c_ij u_hat_j|i
     Ok(Routed { v, c: c.squeeze(2)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stategrad_autograd::{gradcheck, gradgradcheck, Device, Error};
+
+    #[test]
+    fn squash_with_and_without_eps() {
+        // rows (3, 4) and (0.1, 0.2): |s|^2 / (1 + |s|^2) * s / |s|
+        let s = Tensor::from_slice(&[3.0f64, 4.0, 0.1, 0.2], &[2, 2], Device::Cpu).unwrap();
+        let want = |a: f64, b: f64, eps: f64| {
+            let sq = a * a + b * b;
+            let k = (sq + eps).sqrt() / (1.0 + sq);
+            [a * k, b * k]
+        };
+        for eps in [0.0, SQUASH_EPS, 0.01] {
+            let got = squash(&s, -1, eps).unwrap().to_vec::<f64>().unwrap();
+            let w: Vec<f64> = [want(3.0, 4.0, eps), want(0.1, 0.2, eps)].concat();
+            for (g, w) in got.iter().zip(&w) {
+                assert!((g - w).abs() <= 1e-15 * (1.0 + w.abs()), "eps {eps}: {got:?} vs {w:?}");
+            }
+        }
+        // eps moves a short vector's length measurably, so the parameter matters
+        let (a, b) = (squash(&s, 1, 0.0).unwrap(), squash(&s, 1, 0.01).unwrap());
+        assert!((a.to_vec::<f64>().unwrap()[2] - b.to_vec::<f64>().unwrap()[2]).abs() > 1e-3);
+        assert!(matches!(squash(&s, 1, -1.0), Err(Error::Argument { op: "squash", .. })));
+        let x = s.t().unwrap().requires_grad(true).unwrap();
+        gradcheck(|x| squash(&x[0], 0, 0.0), &[x.clone()]).unwrap();
+        gradgradcheck(|x| squash(&x[0], -1, SQUASH_EPS), &[x]).unwrap();
+    }
 }

@@ -5,7 +5,7 @@
 //! statistics move by `r <- (1 - momentum) r + momentum * s`, with the *unbiased* variance,
 //! under `no_grad` (they are buffers: never tracked), and `num_batches_tracked` (int64,
 //! shape `[]`) counts the updates. Evaluation uses the running statistics. As PyTorch.
-use stategrad_autograd::{no_grad, DType, Device, Error, Result, Tensor};
+use stategrad_autograd::{no_grad, DType, Error, Result, Tensor};
 
 use crate::{Buffer, Forward, Module, Param, Training};
 
@@ -51,23 +51,22 @@ pub type BatchNorm1d = BatchNorm<1>;
 pub type BatchNorm2d = BatchNorm<2>;
 
 impl<const D: usize> BatchNorm<D> {
-    /// `c` channels, affine, eps 1e-5, momentum 0.1 (f32, CPU).
+    /// `c` channels, affine, eps 1e-5, momentum 0.1 (default dtype and device).
     pub fn new(channels: usize) -> Result<Self> {
         Self::with_options(channels, 1e-5, 0.1, true)
     }
 
     /// With explicit eps, momentum and affine parameters.
     pub fn with_options(channels: usize, eps: f64, momentum: f64, affine: bool) -> Result<Self> {
-        let cpu = Device::Cpu;
         let param = |v: f64| -> Result<Option<Param>> {
-            Ok(if affine { Some(Param::new(Tensor::full(&[channels], v, DType::F32, cpu)?)) } else { None })
+            Ok(if affine { Some(Param::new(Tensor::full(&[channels], v, None, None)?)) } else { None })
         };
         Ok(BatchNorm {
             weight: param(1.0)?,
             bias: param(0.0)?,
-            running_mean: Buffer::new(Tensor::zeros(&[channels], DType::F32, cpu)?),
-            running_var: Buffer::new(Tensor::ones(&[channels], DType::F32, cpu)?),
-            num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, cpu)?),
+            running_mean: Buffer::new(Tensor::zeros(&[channels], None, None)?),
+            running_var: Buffer::new(Tensor::ones(&[channels], None, None)?),
+            num_batches_tracked: Buffer::new(Tensor::zeros(&[], DType::I64, None)?),
             training: Training::new(),
             momentum,
             eps,
@@ -170,9 +169,9 @@ pub struct FrozenBatchNorm2d {
 }
 
 impl FrozenBatchNorm2d {
-    /// Identity statistics for `c` channels (f32, CPU).
+    /// Identity statistics for `c` channels (default dtype and device).
     pub fn new(channels: usize) -> Result<Self> {
-        let full = |v: f64| Tensor::full(&[channels], v, DType::F32, Device::Cpu).map(Buffer::new);
+        let full = |v: f64| Tensor::full(&[channels], v, None, None).map(Buffer::new);
         Ok(FrozenBatchNorm2d {
             weight: full(1.0)?,
             bias: full(0.0)?,

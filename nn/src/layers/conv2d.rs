@@ -25,7 +25,8 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    /// A convolution with bias and PyTorch's default initialisation (f32, CPU).
+    /// A convolution with bias and PyTorch's default initialisation (default dtype and device: see
+    /// `TensorOptions::scope`).
     pub fn new(
         in_channels: usize,
         out_channels: usize,

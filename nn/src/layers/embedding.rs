@@ -1,6 +1,6 @@
 //! `Embedding`: rows of `weight [num_embeddings, dim]` picked by int64 ids (index_select),
 //! PyTorch's `nn.Embedding` (weight initialised N(0, 1)).
-use stategrad_autograd::{DType, Device, Error, Result, Tensor};
+use stategrad_autograd::{DType, Error, Result, Tensor};
 
 use crate::{Forward, Module, Param};
 
@@ -22,9 +22,10 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    /// `num_embeddings` vectors of size `dim`, N(0, 1) (f32, CPU).
+    /// `num_embeddings` vectors of size `dim`, N(0, 1) (default dtype and device: see
+    /// `TensorOptions::scope`).
     pub fn new(num_embeddings: usize, dim: usize) -> Result<Embedding> {
-        Ok(Embedding { weight: Param::new(Tensor::randn(&[num_embeddings, dim], 0.0, 1.0, DType::F32, Device::Cpu)?) })
+        Ok(Embedding { weight: Param::new(Tensor::randn(&[num_embeddings, dim], 0.0, 1.0, None, None)?) })
     }
 }
 

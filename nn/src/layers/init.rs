@@ -1,10 +1,11 @@
 //! PyTorch's default initialisations, seeded from autograd's global generator
-//! (`manual_seed` / `next_seed`).
-use stategrad_autograd::{DType, Device, Result, Tensor};
+//! (`manual_seed` / `next_seed`), in the default dtype on the default device (so a layer
+//! built inside `TensorOptions::scope` is built there).
+use stategrad_autograd::{Result, Tensor};
 
-/// Uniform on `(-bound, bound)`, f32, on the CPU.
+/// Uniform on `(-bound, bound)`, in the default dtype, on the default device.
 pub fn uniform(shape: &[usize], bound: f64) -> Result<Tensor> {
-    Tensor::rand(shape, -bound, bound, DType::F32, Device::Cpu)
+    Tensor::rand(shape, -bound, bound, None, None)
 }
 
 /// `kaiming_uniform_(w, a=sqrt(5))`, PyTorch's default for Linear and Conv2d weights:

@@ -1,6 +1,6 @@
 //! `LayerNorm`: `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimensions
 //! (biased variance), PyTorch's `nn.LayerNorm` (`weight` ones, `bias` zeros).
-use stategrad_autograd::{DType, Device, Error, Result, Tensor};
+use stategrad_autograd::{Error, Result, Tensor};
 
 use crate::{Forward, Module, Param};
 
@@ -26,11 +26,12 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// Normalises over the trailing dimensions `normalized_shape`, eps 1e-5 (f32, CPU).
+    /// Normalises over the trailing dimensions `normalized_shape`, eps 1e-5 (default dtype and device: see
+    /// `TensorOptions::scope`).
     pub fn new(normalized_shape: &[usize]) -> Result<LayerNorm> {
         Ok(LayerNorm {
-            weight: Param::new(Tensor::ones(normalized_shape, DType::F32, Device::Cpu)?),
-            bias: Param::new(Tensor::zeros(normalized_shape, DType::F32, Device::Cpu)?),
+            weight: Param::new(Tensor::ones(normalized_shape, None, None)?),
+            bias: Param::new(Tensor::zeros(normalized_shape, None, None)?),
             eps: 1e-5,
         })
     }

@@ -24,7 +24,8 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A layer with bias and PyTorch's default initialisation (f32, CPU).
+    /// A layer with bias and PyTorch's default initialisation (default dtype and device: see
+    /// `TensorOptions::scope`).
     pub fn new(in_features: usize, out_features: usize) -> Result<Linear> {
         Self::with_bias(in_features, out_features, true)
     }

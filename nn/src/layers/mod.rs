@@ -1,5 +1,7 @@
-//! Layers, one per file, with PyTorch's names and default initialisation (f32 on the CPU;
-//! move a model with `Module::to_device` / `to_dtype`).
+//! Layers, one per file, with PyTorch's names and default initialisation, built in the
+//! default dtype on the default device (f32 on the CPU unless set otherwise: build a model
+//! where it will run with `TensorOptions::scope`, PyTorch's `device=` / `dtype=`; move one
+//! with `Module::to_device` / `to_dtype`).
 mod batch_norm;
 mod containers;
 mod conv2d;

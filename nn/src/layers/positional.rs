@@ -1,7 +1,7 @@
 //! `SinusoidalPositionalEncoding`: a fixed table, `pe[p, 2i] = sin(p / 10000^(2i/d))`,
 //! `pe[p, 2i+1] = cos(p / 10000^(2i/d))` (Vaswani et al. 2017), held as a persistent
 //! buffer `pe` (saved with the model by choice; it could be recomputed).
-use stategrad_autograd::{Device, Error, Result, Tensor};
+use stategrad_autograd::{default_device, default_dtype, Device, Error, Result, Tensor};
 
 use crate::{Buffer, Forward, Module};
 
@@ -24,25 +24,27 @@ pub struct SinusoidalPositionalEncoding {
 }
 
 impl SinusoidalPositionalEncoding {
-    /// A table for up to `max_len` positions of even size `dim` (f32, CPU).
+    /// A table for up to `max_len` positions of even size `dim` (default dtype and device: see
+    /// `TensorOptions::scope`).
     pub fn new(max_len: usize, dim: usize) -> Result<Self> {
         Ok(SinusoidalPositionalEncoding { pe: Buffer::new(Self::table(max_len, dim)?) })
     }
 
-    /// The table itself, `[max_len, dim]` f32, computed in f64.
+    /// The table itself, `[max_len, dim]`, computed in f64, in the default dtype on the
+    /// default device.
     pub fn table(max_len: usize, dim: usize) -> Result<Tensor> {
         if dim % 2 != 0 {
             return Err(Error::argument("SinusoidalPositionalEncoding", format!("dim {dim} must be even")));
         }
-        let mut v = vec![0f32; max_len * dim];
+        let mut v = vec![0f64; max_len * dim];
         for p in 0..max_len {
             for i in 0..dim / 2 {
                 let angle = p as f64 / 10000f64.powf((2 * i) as f64 / dim as f64);
-                v[p * dim + 2 * i] = angle.sin() as f32;
-                v[p * dim + 2 * i + 1] = angle.cos() as f32;
+                v[p * dim + 2 * i] = angle.sin();
+                v[p * dim + 2 * i + 1] = angle.cos();
             }
         }
-        Tensor::from_vec(v, &[max_len, dim], Device::Cpu)
+        Tensor::from_vec(v, &[max_len, dim], Device::Cpu)?.to_dtype(default_dtype())?.to_device(default_device())
     }
 }
 

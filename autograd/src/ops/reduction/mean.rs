@@ -21,9 +21,9 @@ impl Tensor {
     ///
     /// ```
     /// use stategrad_autograd::{Tensor, Device};
-    /// let x = Tensor::from_slice(&[1.0f64, 2.0, 3.0, 6.0], &[4], Device::Cpu)?;
-    /// assert_eq!(x.var(0, 1, false)?.item()?, 14.0 / 3.0);
-    /// assert_eq!(x.std(-1, 0, false)?.item()?, 3.5f64.sqrt());
+    /// let x = Tensor::from_slice(&[1.0f64, 2.0, 3.0, 4.0, 5.0], &[5], Device::Cpu)?;
+    /// assert_eq!(x.var(0, 1, false)?.item()?, 2.5); // torch.var(x) (correction=1)
+    /// assert_eq!(x.std(-1, 0, false)?.item()?, 2f64.sqrt()); // torch.std(x, correction=0)
     /// # Ok::<(), stategrad_autograd::Error>(())
     /// ```
     pub fn var(&self, dims: impl Dims, correction: usize, keepdim: bool) -> Result<Tensor> {
