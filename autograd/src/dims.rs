@@ -43,6 +43,48 @@ macro_rules! signed_dim {
 }
 signed_dim!(i32, i64, isize);
 
+/// One size of a target shape (`reshape`): `usize`, or a signed integer where `-1` means
+/// "inferred from the element count", as in PyTorch's `x.view(b, -1)`.
+pub trait Size: Copy {
+    /// The size, or `None` for `-1`; another negative value is [`Error::Shape`] naming `op`.
+    fn to_size(self, op: &'static str) -> Result<Option<usize>>;
+}
+
+impl Size for usize {
+    fn to_size(self, _: &'static str) -> Result<Option<usize>> {
+        Ok(Some(self))
+    }
+}
+
+macro_rules! signed_size {
+    ($($t:ty),*) => {$(
+        impl Size for $t {
+            fn to_size(self, op: &'static str) -> Result<Option<usize>> {
+                match self {
+                    -1 => Ok(None),
+                    s if s < 0 => Err(Error::shape(op, &[], format!("invalid size {s} (only -1 is inferred)"))),
+                    s => Ok(Some(s as usize)),
+                }
+            }
+        }
+    )*};
+}
+signed_size!(i32, i64, isize);
+
+/// A target shape with at most one `-1`, resolved against `numel` elements.
+pub(crate) fn resolve_shape<S: Size>(op: &'static str, shape: &[S], from: &[usize]) -> Result<Vec<usize>> {
+    let sizes = shape.iter().map(|s| s.to_size(op)).collect::<Result<Vec<_>>>()?;
+    let numel: usize = from.iter().product(); // an existing tensor's: it fits
+    let known = stategrad_backends::checked_numel(op, &sizes.iter().flatten().copied().collect::<Vec<_>>())?;
+    let shown = || sizes.iter().map(|s| s.map_or(-1, |s| s as i64)).collect::<Vec<_>>();
+    match sizes.iter().filter(|s| s.is_none()).count() {
+        0 => Ok(sizes.into_iter().flatten().collect()),
+        1 if known > 0 && numel % known == 0 => Ok(sizes.into_iter().map(|s| s.unwrap_or(numel / known)).collect()),
+        1 => Err(Error::shape(op, &[from], format!("{numel} elements cannot be viewed as {:?}", shown()))),
+        _ => Err(Error::shape(op, &[from], format!("only one size can be -1, got {:?}", shown()))),
+    }
+}
+
 /// A set of dimensions: one [`Dim`], or an array, slice or vector of them.
 pub trait Dims {
     /// Sorted, de-duplicated indexes in `0..rank`.
@@ -94,6 +136,11 @@ mod tests {
         assert!((-4).to_index("t", 3).is_err());
         assert_eq!([-1, 0, 2].to_indexes("t", 3).unwrap(), vec![0, 2]);
         assert_eq!((-1).to_insert_index("unsqueeze", 2).unwrap(), 2);
+        assert_eq!(resolve_shape("r", &[2, -1], &[2, 3, 4]).unwrap(), vec![2, 12]);
+        assert_eq!(resolve_shape("r", &[4usize, 6], &[2, 3, 4]).unwrap(), vec![4, 6]);
+        assert!(resolve_shape("r", &[5, -1], &[2, 3, 4]).is_err());
+        assert!(resolve_shape("r", &[-1, -1], &[2, 3, 4]).is_err());
+        assert!(resolve_shape("r", &[-2, 12], &[2, 3, 4]).is_err());
         assert!(matches!(3usize.to_insert_index("stack", 2), Err(Error::Dim { op: "stack", dim: 3, rank: 2 })));
     }
 }

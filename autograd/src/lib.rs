@@ -32,7 +32,7 @@ pub mod testing;
 
 pub use custom::{apply_custom, CustomOp};
 pub use defaults::{default_device, default_dtype, set_default_device, set_default_dtype, TensorOptions};
-pub use dims::{Dim, Dims};
+pub use dims::{Dim, Dims, Size};
 pub use grad_mode::{
     enable_grad, is_anomaly_enabled, is_grad_enabled, no_grad, set_anomaly_enabled, with_no_grad, GradModeGuard,
 };

@@ -1,4 +1,5 @@
 //! Linear algebra and convolution.
 
 mod conv2d;
+mod einsum;
 mod matmul;

@@ -1,11 +1,14 @@
 //! `reshape` (a view when the data is contiguous, else one copy) and `flatten`; the
 //! gradient is reshaped back.
+use crate::dims::resolve_shape;
 use crate::tape::{record, Backward};
-use crate::{Dim, Error, Result, Tensor};
+use crate::{Dim, Error, Result, Size, Tensor};
 
 impl Tensor {
-    /// The same elements with `shape` (same element count).
-    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+    /// The same elements with `shape` (same element count); one size may be `-1`, inferred
+    /// from the others (`x.reshape(&[b, -1])`, PyTorch's `x.view(b, -1)`).
+    pub fn reshape<S: Size>(&self, shape: &[S]) -> Result<Tensor> {
+        let shape = &resolve_shape("reshape", shape, self.shape())?[..];
         if stategrad_backends::checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shape(
                 "reshape",
@@ -62,6 +65,9 @@ mod tests {
         let t = a.t().unwrap().reshape(&[6]).unwrap();
         assert_close(&t, &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0], 0.0);
         assert_eq!(a.reshape(&[1, 2, 3]).unwrap().flatten(0, 1).unwrap().shape(), &[2, 3]);
+        assert_eq!(a.reshape(&[-1, 2]).unwrap().shape(), &[3, 2]);
+        assert_eq!(a.t().unwrap().reshape(&[-1]).unwrap().shape(), &[6]);
+        assert!(a.reshape(&[-1, 4]).is_err());
         let e = a.reshape(&[4]).unwrap_err().to_string();
         assert!(e.contains("reshape") && e.contains("[2, 3]") && e.contains("[4]"), "{e}");
     }
