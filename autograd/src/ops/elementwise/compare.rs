@@ -1,5 +1,6 @@
-//! Comparisons `eq ne gt ge lt le` with broadcasting. Never differentiable: the result
-//! (0 or 1, in the operands' dtype) is always untracked.
+//! Comparisons `eq ne gt ge lt le` with broadcasting, and against a scalar (`eq_scalar`,
+//! ..., PyTorch's `x == 0`). Never differentiable: the result (0 or 1, in the operands'
+//! dtype) is always untracked.
 use stategrad_backends::BinaryOp;
 
 use crate::{Result, Tensor};
@@ -29,11 +30,52 @@ impl Tensor {
     pub fn le(&self, rhs: &Tensor) -> Result<Tensor> {
         self.binary_kernel("le", BinaryOp::Le, rhs)
     }
+
+    fn compare_scalar(&self, op: &'static str, kop: BinaryOp, value: f64) -> Result<Tensor> {
+        self.binary_kernel(op, kop, &self.full_on(&[], value)?)
+    }
+    /// `x == value` as 0/1 (untracked): PyTorch's `x == 0`.
+    pub fn eq_scalar(&self, value: f64) -> Result<Tensor> {
+        self.compare_scalar("eq", BinaryOp::Eq, value)
+    }
+    /// `x != value` as 0/1 (untracked).
+    pub fn ne_scalar(&self, value: f64) -> Result<Tensor> {
+        self.compare_scalar("ne", BinaryOp::Ne, value)
+    }
+    /// `x > value` as 0/1 (untracked).
+    pub fn gt_scalar(&self, value: f64) -> Result<Tensor> {
+        self.compare_scalar("gt", BinaryOp::Gt, value)
+    }
+    /// `x >= value` as 0/1 (untracked).
+    pub fn ge_scalar(&self, value: f64) -> Result<Tensor> {
+        self.compare_scalar("ge", BinaryOp::Ge, value)
+    }
+    /// `x < value` as 0/1 (untracked).
+    pub fn lt_scalar(&self, value: f64) -> Result<Tensor> {
+        self.compare_scalar("lt", BinaryOp::Lt, value)
+    }
+    /// `x <= value` as 0/1 (untracked).
+    pub fn le_scalar(&self, value: f64) -> Result<Tensor> {
+        self.compare_scalar("le", BinaryOp::Le, value)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use crate::testing::*;
+    #[test]
+    fn against_a_scalar() {
+        let a = t64(&[1.0, 2.0, 3.0], &[3]).requires_grad(true).unwrap();
+        assert_close(&a.eq_scalar(2.0).unwrap(), &[0.0, 1.0, 0.0], 0.0);
+        assert_close(&a.ne_scalar(2.0).unwrap(), &[1.0, 0.0, 1.0], 0.0);
+        assert_close(&a.gt_scalar(2.0).unwrap(), &[0.0, 0.0, 1.0], 0.0);
+        assert_close(&a.ge_scalar(2.0).unwrap(), &[0.0, 1.0, 1.0], 0.0);
+        assert_close(&a.lt_scalar(2.0).unwrap(), &[1.0, 0.0, 0.0], 0.0);
+        assert_close(&a.le_scalar(2.0).unwrap(), &[1.0, 1.0, 0.0], 0.0);
+        assert!(!a.lt_scalar(2.0).unwrap().is_tracked());
+        let i = crate::Tensor::from_slice(&[0i64, 3], &[2], crate::Device::Cpu).unwrap();
+        assert_eq!(i.eq_scalar(0.0).unwrap().to_vec::<i64>().unwrap(), vec![1, 0]);
+    }
     #[test]
     fn forward_and_never_tracked() {
         let a = t64(&[1.0, 2.0, 3.0], &[3]).requires_grad(true).unwrap();

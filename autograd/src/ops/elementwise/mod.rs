@@ -8,6 +8,7 @@ mod erf;
 mod exp;
 mod gelu;
 mod log;
+mod masked_fill;
 mod neg;
 mod powf;
 mod recip;

@@ -1,7 +1,9 @@
 //! `slice(dim, start, end, step)`: Python's `x[start:end:step]` along one dimension, as a
 //! strided view (no copy). Negative `start`/`end` count from the end and both are clamped
 //! to the dimension, as in Python. The gradient is the output gradient scattered into
-//! zeros: interleaved with `step - 1` zero slabs, then padded before and after.
+//! zeros: interleaved with `step - 1` zero slabs, then padded before and after. The same
+//! scatter gives `slice_scatter` (PyTorch's `torch.slice_scatter`, the functional form of
+//! `x[:, 0::2] = src`).
 use stategrad_backends::Layout;
 
 use crate::tape::{record, Backward};
@@ -49,6 +51,71 @@ impl Tensor {
     }
 }
 
+/// `src` placed at positions `first, first + step, ...` of a zero tensor whose `dim` has
+/// `size` elements: the adjoint of the slice view, written with differentiable ops.
+fn scatter_into_zeros(src: &Tensor, d: usize, first: usize, step: usize, size: usize) -> Result<Tensor> {
+    let len = src.shape()[d];
+    let zeros = |n: usize, like: &Tensor, dim: usize| {
+        let mut shape = like.shape().to_vec();
+        shape[dim] = n;
+        like.full_on(&shape, 0.0)
+    };
+    if len == 0 {
+        return zeros(size, src, d);
+    }
+    // [.., len, ..] -> [.., len, step, ..] (the values then step - 1 zeros) -> [.., len * step, ..]
+    let spread = if step == 1 {
+        src.clone()
+    } else {
+        let g = src.unsqueeze(d + 1)?;
+        let gap = zeros(step - 1, &g, d + 1)?;
+        let mut shape = src.shape().to_vec();
+        shape[d] = len * step;
+        Tensor::cat(&[&g, &gap], d + 1)?.reshape(&shape)?
+    };
+    let covered = (len * step).min(size - first);
+    let spread = spread.narrow(d, 0, covered)?;
+    let mut parts = Vec::with_capacity(3);
+    if first > 0 {
+        parts.push(zeros(first, src, d)?);
+    }
+    parts.push(spread);
+    if first + covered < size {
+        parts.push(zeros(size - first - covered, src, d)?);
+    }
+    Tensor::cat(&parts.iter().collect::<Vec<_>>(), d)
+}
+
+impl Tensor {
+    /// A copy of `self` with `self.slice(dim, start, end, step)` replaced by `src` (PyTorch's
+    /// `torch.slice_scatter`: the functional `x[..., start:end:step] = src`). `src` has the
+    /// slice's shape; gradients flow to both `self` (outside the slice) and `src`.
+    ///
+    /// ```
+    /// use stategrad_autograd::{Tensor, Device};
+    /// let x = Tensor::zeros(&[5], stategrad_autograd::DType::F64, Device::Cpu)?;
+    /// let src = Tensor::from_slice(&[1.0f64, 2.0, 3.0], &[3], Device::Cpu)?;
+    /// assert_eq!(x.slice_scatter(&src, 0, 0, i64::MAX, 2)?.to_vec::<f64>()?, vec![1.0, 0.0, 2.0, 0.0, 3.0]);
+    /// # Ok::<(), stategrad_autograd::Error>(())
+    /// ```
+    pub fn slice_scatter(&self, src: &Tensor, dim: impl Dim, start: i64, end: i64, step: usize) -> Result<Tensor> {
+        let d = dim.to_index("slice_scatter", self.rank())?;
+        let view = self.detach().slice(d, start, end, step)?;
+        if src.shape() != view.shape() {
+            return Err(Error::shape(
+                "slice_scatter",
+                &[self.shape(), src.shape()],
+                format!("src must have the slice's shape {:?}", view.shape()),
+            ));
+        }
+        crate::ops::check_same("slice_scatter", self, src)?;
+        let (first, _) = slice_bounds(self.shape()[d], start, end, step);
+        let placed = scatter_into_zeros(src, d, first, step, self.shape()[d])?;
+        let mask = scatter_into_zeros(&view.ones_like()?, d, first, step, self.shape()[d])?;
+        self.masked_fill(&mask, 0.0)?.add(&placed)
+    }
+}
+
 struct Slice {
     dim: usize,
     first: usize,
@@ -58,37 +125,7 @@ struct Slice {
 
 impl Backward for Slice {
     fn backward(&self, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let d = self.dim;
-        let len = grad.shape()[d];
-        let zeros = |n: usize, like: &Tensor, dim: usize| {
-            let mut shape = like.shape().to_vec();
-            shape[dim] = n;
-            like.full_on(&shape, 0.0)
-        };
-        if len == 0 {
-            return Ok(vec![Some(zeros(self.size, grad, d)?)]);
-        }
-        // [.., len, ..] -> [.., len, step, ..] (the gradient then step - 1 zeros) -> [.., len * step, ..]
-        let spread = if self.step == 1 {
-            grad.clone()
-        } else {
-            let g = grad.unsqueeze(d + 1)?;
-            let gap = zeros(self.step - 1, &g, d + 1)?;
-            let mut shape = grad.shape().to_vec();
-            shape[d] = len * self.step;
-            Tensor::cat(&[&g, &gap], d + 1)?.reshape(&shape)?
-        };
-        let covered = (len * self.step).min(self.size - self.first);
-        let spread = spread.narrow(d, 0, covered)?;
-        let mut parts = Vec::with_capacity(3);
-        if self.first > 0 {
-            parts.push(zeros(self.first, grad, d)?);
-        }
-        parts.push(spread);
-        if self.first + covered < self.size {
-            parts.push(zeros(self.size - self.first - covered, grad, d)?);
-        }
-        Ok(vec![Some(Tensor::cat(&parts.iter().collect::<Vec<_>>(), d)?)])
+        Ok(vec![Some(scatter_into_zeros(grad, self.dim, self.first, self.step, self.size)?)])
     }
 }
 
@@ -141,6 +178,28 @@ mod tests {
         check_view(|x| x.slice(0, 3, 1, 1)); // empty
         let b = rand64(&[1, 6], -1.0, 1.0, 7).expand(&[3, 6]).unwrap().requires_grad(true).unwrap(); // broadcast
         check_fn(|x| x[0].slice(1, 1, 6, 2), &[b]);
+    }
+
+    #[test]
+    fn slice_scatter() {
+        let x = t64(&(0..12).map(f64::from).collect::<Vec<_>>(), &[3, 4]);
+        let src = t64(&[-1.0, -2.0, -3.0, -4.0, -5.0, -6.0], &[3, 2]);
+        // x[:, 1::2] = src
+        let y = x.slice_scatter(&src, -1, 1, i64::MAX, 2).unwrap();
+        assert_close(&y, &[0.0, -1.0, 2.0, -2.0, 4.0, -3.0, 6.0, -4.0, 8.0, -5.0, 10.0, -6.0], 0.0);
+        // x[-2:] = ...
+        let row = t64(&[9.0; 8], &[2, 4]);
+        let z = x.slice_scatter(&row, 0, -2, i64::MAX, 1).unwrap();
+        assert_close(&z.narrow(0, 0, 1).unwrap(), &[0.0, 1.0, 2.0, 3.0], 0.0);
+        assert_close(&z.narrow(0, 1, 2).unwrap(), &[9.0; 8], 0.0);
+        assert!(matches!(x.slice_scatter(&row, 1, 0, 2, 1), Err(Error::Shape { op: "slice_scatter", .. })));
+        let a = rand64(&[3, 4], -1.0, 1.0, 3).requires_grad(true).unwrap();
+        let at = rand64(&[4, 3], -1.0, 1.0, 4).t().unwrap().requires_grad(true).unwrap();
+        let b = rand64(&[3, 2], -1.0, 1.0, 5).requires_grad(true).unwrap();
+        for a in [a, at] {
+            check_fn(|x| x[0].slice_scatter(&x[1], 1, 0, i64::MAX, 2), &[a.clone(), b.clone()]);
+            check_fn_gradgrad(|x| x[0].slice_scatter(&x[1].square()?, 1, 1, 4, 2)?.square(), &[a, b.clone()]);
+        }
     }
 
     #[test]
