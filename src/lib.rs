@@ -12,7 +12,8 @@ pub use stategrad_nn as nn;
 /// The everyday names: tensors, devices, dtypes, errors, grad mode.
 pub mod prelude {
     pub use stategrad_autograd::{
-        enable_grad, gradcheck, manual_seed, no_grad, with_no_grad, Conv2dParams, DType, Device, Error, Grads, Result,
-        Tensor,
+        default_device, default_dtype, enable_grad, gradcheck, manual_seed, no_grad, s, set_default_device,
+        set_default_dtype, with_no_grad, Conv2dParams, DType, Device, Error, Grads, Result, Tensor, TensorOptions,
+        ELLIPSIS, NEW_AXIS,
     };
 }

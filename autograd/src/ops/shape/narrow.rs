@@ -1,4 +1,5 @@
-//! `narrow(dim, start, len)` (a view) and `select`; the gradient is padded with zeros.
+//! `narrow(dim, start, len)` (a view), `select`, `chunk` and `split`; the gradient is
+//! padded with zeros.
 use crate::tape::{record, Backward};
 use crate::{Dim, Error, Result, Tensor};
 
@@ -17,6 +18,17 @@ impl Tensor {
             return Err(Error::Index { op: "select", index: i as i64, dim: d, size: self.shape()[d] });
         }
         self.narrow(d, i, 1)?.squeeze(d)
+    }
+
+    /// Views of `size` elements along `dim` (the last one may be shorter): PyTorch's
+    /// `x.split(size, dim)`.
+    pub fn split(&self, size: usize, dim: impl Dim) -> Result<Vec<Tensor>> {
+        let d = dim.to_index("split", self.rank())?;
+        if size == 0 {
+            return Err(Error::argument("split", "the split size must be at least 1, got 0"));
+        }
+        let n = self.shape()[d];
+        (0..n).step_by(size).map(|s| self.narrow(d, s, size.min(n - s))).collect()
     }
 
     /// `n` views of (nearly) equal length along `dim` (the last one may be shorter).
@@ -68,6 +80,10 @@ mod tests {
         assert_close(&n, &[2.0, 3.0, 5.0, 6.0], 0.0);
         assert_close(&a.select(0, 1).unwrap(), &[4.0, 5.0, 6.0], 0.0);
         assert_eq!(a.chunk(2, 1).unwrap().iter().map(|c| c.shape()[1]).collect::<Vec<_>>(), vec![2, 1]);
+        let parts = a.split(2, -1).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_close(&parts[1], &[3.0, 6.0], 0.0);
+        assert!(matches!(a.split(0, 1), Err(crate::Error::Argument { op: "split", .. })));
         assert!(a.narrow(1, 2, 2).is_err());
         assert!(a.select(0, 2).is_err());
     }
