@@ -298,9 +298,16 @@ fn unary_ops() {
             for op in UNARY {
                 let positive = matches!(op, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Powf(_));
                 let (s, v) = if positive { (&p, &tp) } else { (&x, &t) };
-                // f64 transcendental functions of the device: 1e-9; erf/gelu: the same formula.
+                // f64 transcendental functions of the device: 1e-9 (erf/gelu: libm's on the
+                // CPU, a series and a continued fraction accurate to ~1e-15 on the GPU)
                 outs.push(res(format!("{op:?} {dtype}"), s.unary(op, v)?, v.shape(), tol(dtype, 1e-9))?);
             }
+        }
+        if supports(d, DType::F64) {
+            // f64 erf over every branch of the GPU's (series below 2.5, continued fraction
+            // above, 1 beyond 6), where both sides are exact to about 1e-15
+            let (w, lw) = input(d, DType::F64, &[700], 9, -7.0, 7.0)?;
+            outs.push(res("Erf f64 on [-7, 7)", w.unary(UnaryOp::Erf, &lw)?, &[700], 1e-14)?);
         }
         if supports(d, DType::I64) {
             let (x, l) = input(d, DType::I64, &[300], 8, -50.0, 50.0)?;

@@ -99,7 +99,7 @@ fn unary_code(op: UnaryOp) -> (u32, f64, f64) {
     }
 }
 
-/// `crate::cpu::erf`'s formula (Numerical Recipes' erfc Chebyshev fit, |error| < 1.2e-7).
+/// Numerical Recipes' erfc Chebyshev fit, |error| < 1.2e-7: the f32 kernels' erf.
 /// Coefficients are written as f32 pairs `hi + lo` so that f64 kernels get them to ~1e-15.
 #[cube]
 pub(super) fn erf_nr<F: Float>(x: F, #[comptime] poly: bool) -> F {
@@ -117,6 +117,55 @@ pub(super) fn erf_nr<F: Float>(x: F, #[comptime] poly: bool) -> F {
     let e = F::new(1.265_512_2) + F::new(1.987_915e-9);
     let r = t * exp_f::<F>(-z * z - e + t * p, poly);
     select(x >= F::new(0.0), F::new(1.0) - r, r - F::new(1.0))
+}
+
+/// erf to about 1e-15 relative, for f64 kernels (`crate::cpu::erf` is libm's, exact to an
+/// ulp; erf_nr's 1.2e-7 would show in f64 GELU). For |x| < 2.5 the all-positive series
+/// `erf(x) = 2/sqrt(pi) e^(-x^2) sum_n x (2x^2)^n / (1 3 5 ... (2n + 1))` (48 terms, no
+/// cancellation); above, `1 - erfc(x)` with erfc's continued fraction
+/// `e^(-x^2) / (sqrt(pi) (x + (1/2) / (x + 1 / (x + (3/2) / (x + ...)))))` (48 levels);
+/// 1 beyond 6. Both branches run on clamped inputs, so the unselected one cannot overflow.
+#[cube]
+fn erf_exact<F: Float>(x: F, #[comptime] poly: bool) -> F {
+    let cut = F::new(2.5);
+    let z = F::abs(x);
+    let zs = select(z < cut, z, cut);
+    let zc = select(z < cut, cut, z);
+    let zs2 = zs * zs;
+    let mut t = zs;
+    let mut sum = zs;
+    let mut n = 1u32.runtime();
+    while n < 48 {
+        t = t * F::new(2.0) * zs2 / F::cast_from(2u32 * n + 1);
+        sum += t;
+        n += 1;
+    }
+    let two_over_sqrt_pi = F::new(1.128_379_2) + F::new(-5.863_538_3e-8);
+    let series = two_over_sqrt_pi * exp_f::<F>(-zs2, poly) * sum;
+    let mut f = zc;
+    let mut k = 48u32.runtime();
+    while k > 0 {
+        f = zc + F::cast_from(k) * F::new(0.5) / f;
+        k -= 1;
+    }
+    let inv_sqrt_pi = F::new(0.564_189_6) + F::new(-2.931_769_1e-8);
+    let tail = F::new(1.0) - exp_f::<F>(-zc * zc, poly) * inv_sqrt_pi / f;
+    let mut y = select(z < cut, series, tail);
+    y = select(z > F::new(6.0), F::new(1.0), y);
+    y = select(x < F::new(0.0), -y, y);
+    select(x != x, x, y)
+}
+
+/// erf for a kernel: [`erf_exact`] in f64, [`erf_nr`] (within f32 precision) in f32.
+#[cube]
+fn erf_f<F: Float>(x: F, #[comptime] exact: bool, #[comptime] poly: bool) -> F {
+    let mut y = F::new(0.0);
+    if comptime![exact] {
+        y = erf_exact::<F>(x, poly);
+    } else {
+        y = erf_f::<F>(x, exact, poly);
+    }
+    y
 }
 
 /// `e^x`. With `poly` (f64 on wgpu: Vulkan's and WGSL's exp are 32-bit only) it is computed
@@ -273,7 +322,14 @@ fn tanh_poly<F: Float>(x: F) -> F {
 }
 
 #[cube]
-fn apply_unary<F: Float>(x: F, p0: F, p1: F, #[comptime] op: u32, #[comptime] poly: bool) -> F {
+fn apply_unary<F: Float>(
+    x: F,
+    p0: F,
+    p1: F,
+    #[comptime] op: u32,
+    #[comptime] exact: bool,
+    #[comptime] poly: bool,
+) -> F {
     let zero = F::new(0.0);
     let one = F::new(1.0);
     let mut y = x;
@@ -299,14 +355,14 @@ fn apply_unary<F: Float>(x: F, p0: F, p1: F, #[comptime] op: u32, #[comptime] po
         y = select(x > zero, x, zero);
     } else if comptime![op == GELU] {
         let s2 = F::new(0.707_106_77) + F::new(1.210_161_7e-8);
-        y = F::new(0.5) * x * (one + erf_nr::<F>(x * s2, poly));
+        y = F::new(0.5) * x * (one + erf_f::<F>(x * s2, exact, poly));
     } else if comptime![op == GELU_GRAD] {
         let s2 = F::new(0.707_106_77) + F::new(1.210_161_7e-8);
         let inv_sqrt_2pi = F::new(0.398_942_3) + F::new(-1.133_517e-8);
-        let cdf = F::new(0.5) * (one + erf_nr::<F>(x * s2, poly));
+        let cdf = F::new(0.5) * (one + erf_f::<F>(x * s2, exact, poly));
         y = cdf + x * inv_sqrt_2pi * exp_f::<F>(F::new(-0.5) * x * x, poly);
     } else if comptime![op == ERF] {
-        y = erf_nr::<F>(x, poly);
+        y = erf_f::<F>(x, exact, poly);
     } else if comptime![op == SIN] {
         y = sin_cos_f::<F>(x, false, poly);
     } else if comptime![op == COS] {
@@ -337,10 +393,11 @@ fn unary_kernel<F: Float + CubeElement>(
     p1: F,
     n: usize,
     #[comptime] op: u32,
+    #[comptime] exact: bool,
     #[comptime] poly: bool,
 ) {
     if ABSOLUTE_POS < n {
-        out[ABSOLUTE_POS] = apply_unary::<F>(x[offset_of::<F>(x, x_off, ABSOLUTE_POS)], p0, p1, op, poly);
+        out[ABSOLUTE_POS] = apply_unary::<F>(x[offset_of::<F>(x, x_off, ABSOLUTE_POS)], p0, p1, op, exact, poly);
     }
 }
 
@@ -590,7 +647,8 @@ impl<R: Runtime> GpuBackend<R> {
                 );
             }
             dtype => with_float!("unary", dtype, F => unary_kernel::launch::<F, R>(
-                &self.client, count, dim, xa, x_off, self.array(&out), p0 as F, p1 as F, n, code, self.poly(dtype)
+                &self.client, count, dim, xa, x_off, self.array(&out), p0 as F, p1 as F, n, code,
+                dtype == DType::F64, self.poly(dtype)
             )),
         }
         Ok(out)
