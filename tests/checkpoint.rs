@@ -182,7 +182,7 @@ fn truncated_corrupt_and_foreign_files_are_format_errors() {
         std::fs::write(&bad, &c).unwrap();
         let _ = load_safetensors(&bad);
     }
-    assert!(matches!(load_safetensors(&tmp("does_not_exist.safetensors")), Err(Error::Io { .. })));
+    assert!(matches!(load_safetensors(tmp("does_not_exist.safetensors")), Err(Error::Io { .. })));
 }
 
 proptest! {
@@ -204,5 +204,5 @@ fn a_state_dict_saves_directly_and_unsupported_targets_error() {
     let path = tmp("direct.safetensors");
     save_safetensors(&sd, &path).unwrap();
     assert_same(&sd, &load_safetensors(&path).unwrap());
-    assert!(save_safetensors(&sd, &tmp("no_such_dir/x.safetensors")).is_err());
+    assert!(save_safetensors(&sd, tmp("no_such_dir/x.safetensors")).is_err());
 }

@@ -99,7 +99,7 @@ impl SeqModel {
 }
 
 fn io(name: &str) -> StateDict {
-    load_safetensors(&fixture(name)).unwrap()
+    load_safetensors(fixture(name)).unwrap()
 }
 
 fn get<'a>(sd: &'a StateDict, key: &str) -> &'a Tensor {
@@ -109,7 +109,7 @@ fn get<'a>(sd: &'a StateDict, key: &str) -> &'a Tensor {
 #[test]
 fn convnet_loads_strictly_with_pytorch_names() {
     let net = ConvNet::new().unwrap();
-    let report = net.load_safetensors(&fixture("convnet.safetensors"), true).unwrap();
+    let report = net.load_safetensors(fixture("convnet.safetensors"), true).unwrap();
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.loaded.len(), 15);
     // The non-persistent buffer is not in the file and not expected there.
@@ -120,7 +120,7 @@ fn convnet_loads_strictly_with_pytorch_names() {
 #[test]
 fn convnet_reproduces_eval_train_loss_grads_running_stats_and_sgd_step() {
     let net = ConvNet::new().unwrap();
-    net.load_safetensors(&fixture("convnet.safetensors"), true).unwrap();
+    net.load_safetensors(fixture("convnet.safetensors"), true).unwrap();
     let io = io("convnet_io.safetensors");
     let x = get(&io, "input");
 
@@ -164,7 +164,7 @@ fn convnet_reproduces_eval_train_loss_grads_running_stats_and_sgd_step() {
 #[test]
 fn seqmodel_reproduces_eval_output_and_its_positional_table() {
     let model = SeqModel::new().unwrap();
-    let report = model.load_safetensors(&fixture("seqmodel.safetensors"), true).unwrap();
+    let report = model.load_safetensors(fixture("seqmodel.safetensors"), true).unwrap();
     assert!(report.is_clean(), "{report}");
     let keys: Vec<String> = model.state_dict().keys().map(String::from).collect();
     assert_eq!(

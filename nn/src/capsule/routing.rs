@@ -72,7 +72,7 @@ pub const SQUASH_EPS: f64 = 1e-9;
 /// # Ok::<(), stategrad_autograd::Error>(())
 /// ```
 pub fn squash(s: &Tensor, dim: impl Dim, eps: f64) -> Result<Tensor> {
-    if !(eps >= 0.0) {
+    if eps.is_nan() || eps < 0.0 {
         return Err(stategrad_autograd::Error::argument("squash", format!("eps must be non-negative, got {eps}")));
     }
     let sq = s.square()?.sum(dim.to_index("squash", s.rank())?, true)?;
@@ -151,7 +151,7 @@ mod tests {
         assert!((a.to_vec::<f64>().unwrap()[2] - b.to_vec::<f64>().unwrap()[2]).abs() > 1e-3);
         assert!(matches!(squash(&s, 1, -1.0), Err(Error::Argument { op: "squash", .. })));
         let x = s.t().unwrap().requires_grad(true).unwrap();
-        gradcheck(|x| squash(&x[0], 0, 0.0), &[x.clone()]).unwrap();
+        gradcheck(|x| squash(&x[0], 0, 0.0), std::slice::from_ref(&x)).unwrap();
         gradgradcheck(|x| squash(&x[0], -1, SQUASH_EPS), &[x]).unwrap();
     }
 }

@@ -130,7 +130,7 @@ mod tests {
         let xt = t64(&X, &[3, 2]).t().unwrap().requires_grad(true).unwrap();
         let xb = t64(&X[..3], &[1, 3]).expand(&[2, 3]).unwrap().requires_grad(true).unwrap();
         for x in [x, xt, xb] {
-            gradcheck(|x| binary_cross_entropy_with_logits(&x[0], &y, &o), &[x.clone()]).unwrap();
+            gradcheck(|x| binary_cross_entropy_with_logits(&x[0], &y, &o), std::slice::from_ref(&x)).unwrap();
             gradgradcheck(|x| binary_cross_entropy_with_logits(&x[0], &y, &o), &[x]).unwrap();
         }
         // d/dx at x = 0, y = 1: sigmoid(0) - 1 = -1/2 (a stable form has no kink there)
@@ -139,7 +139,7 @@ mod tests {
             binary_cross_entropy_with_logits(&z, &t64(&[1.0], &[1]), &Default::default()).unwrap().backward().unwrap();
         close(g.get(&z).unwrap(), &[-0.5]);
         let p = t64(&[0.2, 0.7, 0.5, 0.9, 0.1, 0.4], &[2, 3]).requires_grad(true).unwrap();
-        gradcheck(|p| binary_cross_entropy(&p[0], &y, &Default::default()), &[p.clone()]).unwrap();
+        gradcheck(|p| binary_cross_entropy(&p[0], &y, &Default::default()), std::slice::from_ref(&p)).unwrap();
         gradgradcheck(|p| binary_cross_entropy(&p[0], &y, &Default::default()), &[p]).unwrap();
     }
 }

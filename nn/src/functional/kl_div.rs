@@ -70,7 +70,7 @@ mod tests {
         let xt = t64(&Q.map(f64::ln), &[2, 2]).t().unwrap().requires_grad(true).unwrap();
         let xb = t64(&Q[..2].iter().map(|q| q.ln()).collect::<Vec<_>>(), &[1, 2]).expand(&[2, 2]).unwrap();
         for x in [x, xt, xb.requires_grad(true).unwrap()] {
-            gradcheck(|x| kl_div(&x[0], &target, Reduction::BatchMean, false), &[x.clone()]).unwrap();
+            gradcheck(|x| kl_div(&x[0], &target, Reduction::BatchMean, false), std::slice::from_ref(&x)).unwrap();
             gradgradcheck(|x| kl_div(&x[0], &target, Reduction::Sum, true), &[x]).unwrap();
         }
         // with respect to the target, through a zero target: finite

@@ -26,7 +26,7 @@ pub fn l1(x: &Tensor, y: &Tensor, reduction: Reduction) -> Result<Tensor> {
 /// `F.smooth_l1_loss(x, y, reduction, beta)`; `beta = 0` is the L1 loss.
 pub fn smooth_l1(x: &Tensor, y: &Tensor, reduction: Reduction, beta: f64) -> Result<Tensor> {
     check_same_shape("smooth_l1", x, y)?;
-    if !(beta >= 0.0) {
+    if beta.is_nan() || beta < 0.0 {
         return Err(Error::argument("smooth_l1", format!("beta must be non-negative, got {beta}")));
     }
     reduction.apply("smooth_l1", &quadratic_then_linear(&x.sub(y)?, beta, 1.0 / beta.max(f64::MIN_POSITIVE), 1.0)?)
@@ -36,7 +36,7 @@ pub fn smooth_l1(x: &Tensor, y: &Tensor, reduction: Reduction, beta: f64) -> Res
 /// `F.huber_loss(x, y, reduction, delta)`; `delta` must be positive.
 pub fn huber(x: &Tensor, y: &Tensor, reduction: Reduction, delta: f64) -> Result<Tensor> {
     check_same_shape("huber", x, y)?;
-    if !(delta > 0.0) {
+    if delta.is_nan() || delta <= 0.0 {
         return Err(Error::argument("huber", format!("delta must be positive, got {delta}")));
     }
     reduction.apply("huber", &quadratic_then_linear(&x.sub(y)?, delta, 1.0, delta)?)
@@ -99,10 +99,10 @@ mod tests {
         let xt = t64(&D, &[2, 2]).t().unwrap().requires_grad(true).unwrap();
         let xb = t64(&D[2..], &[1, 2]).expand(&[2, 2]).unwrap().requires_grad(true).unwrap();
         for x in [x, xt, xb] {
-            gradcheck(|x| smooth_l1(&x[0], &y, Reduction::Mean, 1.0), &[x.clone()]).unwrap();
-            gradcheck(|x| huber(&x[0], &y, Reduction::Sum, 1.0), &[x.clone()]).unwrap();
-            gradcheck(|x| l1(&x[0], &y, Reduction::Mean), &[x.clone()]).unwrap();
-            gradgradcheck(|x| mse_with(&x[0], &y, Reduction::Sum), &[x.clone()]).unwrap();
+            gradcheck(|x| smooth_l1(&x[0], &y, Reduction::Mean, 1.0), std::slice::from_ref(&x)).unwrap();
+            gradcheck(|x| huber(&x[0], &y, Reduction::Sum, 1.0), std::slice::from_ref(&x)).unwrap();
+            gradcheck(|x| l1(&x[0], &y, Reduction::Mean), std::slice::from_ref(&x)).unwrap();
+            gradgradcheck(|x| mse_with(&x[0], &y, Reduction::Sum), std::slice::from_ref(&x)).unwrap();
             gradgradcheck(|x| huber(&x[0], &y, Reduction::Mean, 1.0), &[x]).unwrap();
         }
     }
