@@ -27,7 +27,7 @@ fn run_case(name: &str) -> Result<String, Error> {
         "expand_overflow" => f32s(&[1, 8]).expand(&[1 << 62, 8]),
         "zeros_out_of_memory" => Tensor::zeros(&[1 << 40], DType::F32, Device::Cpu),
         "kernel_out_of_memory" => f32s(&[1]).expand(&[1 << 38]).and_then(|x| x.exp()),
-        "reshape_wrap" => f32s(&[2]).reshape(&[(1 << 63) + 1, 2]),
+        "reshape_wrap" => f32s(&[2]).reshape(&[(1usize << 63) + 1, 2]),
         "broadcast_overflow" => {
             let a = f32s(&[1, 1]).expand(&[1 << 40, 1])?;
             let b = f32s(&[1, 1]).expand(&[1, 1 << 40])?;

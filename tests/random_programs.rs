@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use stategrad::autograd::{Conv2dParams, DType, Device, Error, Tensor};
+use stategrad::autograd::{s, Conv2dParams, DType, Device, Error, Tensor, TensorIndex, ELLIPSIS, NEW_AXIS};
 
 /// One call: an op code and raw argument material the interpreter turns into arguments.
 #[derive(Clone, Debug)]
@@ -65,7 +65,7 @@ fn usize_arg(a: i64) -> usize {
     }
 }
 
-const NUM_OPS: u8 = 58;
+const NUM_OPS: u8 = 74;
 
 /// Runs one call on the pool; what it returns (when small) joins the pool.
 fn run(pool: &[Tensor], c: &Call) -> Result<Vec<Tensor>, Error> {
@@ -110,7 +110,7 @@ fn run(pool: &[Tensor], c: &Call) -> Result<Vec<Tensor>, Error> {
         28 => one(x.mean(dims(&a[2..]), a[5] > 0)),
         29 => one(x.max(dims(&a[2..]), a[5] > 0)),
         30 => one(x.min(dims(&a[2..]), a[5] > 0)),
-        31 => one(x.var(dims(&a[2..]), a[4] > 0, a[5] > 0)),
+        31 => one(x.var(dims(&a[2..]), usize::from(a[4] > 0), a[5] > 0)),
         32 => one(x.argmax(d, a[5] > 0)),
         33 => one(x.argmin(d, a[5] > 0)),
         34 => one(x.softmax(d)),
@@ -157,6 +157,37 @@ fn run(pool: &[Tensor], c: &Call) -> Result<Vec<Tensor>, Error> {
             let grads = x.backward_with(&g)?;
             Ok(grads.iter().map(|(_, g)| g.clone()).take(2).collect())
         }
+        // the porting API (issue 14)
+        58 => one(x.slice(d, a[4], a[5], usize_arg(a[1]))),
+        59 => {
+            let item = |k: i64, v: i64| match k.rem_euclid(5) {
+                0 => TensorIndex::Index(v),
+                1 => s(v.., usize_arg(a[0]).max(1)),
+                2 => s(..v, 1),
+                3 => NEW_AXIS,
+                _ => ELLIPSIS,
+            };
+            one(x.i(vec![item(a[1], a[4]), item(a[2], a[5]), item(a[3], a[4])]))
+        }
+        60 => x.max_dim(d, a[5] > 0).map(|(v, i)| vec![v, i]),
+        61 => x.sort(d, a[5] > 0).map(|(v, i)| vec![v, i]),
+        62 => x.topk(usize_arg(a[4]), d, a[5] > 0, true).map(|(v, i)| vec![v, i]),
+        63 => one(x.cumsum(d)),
+        64 => one(x.cumprod(d)),
+        65 => one(x.logsumexp(dims(&a[2..]), a[5] > 0)),
+        66 => one(x.std(dims(&a[2..]), usize_arg(a[4]), a[5] > 0)),
+        67 => one(x.norm(c.scalar, dims(&a[2..]), a[5] > 0)),
+        68 => {
+            const EQS: [&str; 8] =
+                ["ij,jk->ik", "bij,bjk->bik", "ii->", "ii->i", "i,j->ij", "ij->", "ijk,ik->j", "a..b"];
+            let eq = EQS[a[4].rem_euclid(8) as usize];
+            one(Tensor::einsum(eq, &[&x, &y, &z][..(eq.matches(',').count() + 1).min(3)]))
+        }
+        69 => one(x.slice_scatter(&y, d, a[4], a[5], usize_arg(a[1]))),
+        70 => one(x.masked_fill(&y, c.scalar)),
+        71 => one(x.tril(a[4]).and_then(|t| t.triu(a[5]))),
+        72 => x.split(usize_arg(a[4]), d),
+        73 => one(x.reshape(&[a[4].clamp(-2, 6), -1]).and_then(|t| t.gelu_tanh())),
         _ => unreachable!("op codes are 0..NUM_OPS"),
     }
 }

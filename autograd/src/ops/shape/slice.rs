@@ -45,8 +45,11 @@ impl Tensor {
         let mut strides = l.strides().to_vec();
         let offset = if len > 0 { l.offset() + first * strides[d] } else { l.offset() };
         shape[d] = len;
-        strides[d] *= step;
-        let out = self.with_layout(Layout::new(&shape, &strides, offset));
+        if len > 1 {
+            // inside the input's extent, so this fits; Layout::new checks anyway
+            strides[d] = strides[d].saturating_mul(step);
+        }
+        let out = self.with_layout(Layout::new(&shape, &strides, offset)?);
         Ok(record(&[self], out, |_| Slice { dim: d, first, step, size }))
     }
 }
