@@ -245,7 +245,9 @@ fn argument_errors_name_their_own_op() {
         other => panic!("chunk(0, 0): {other:?}"),
     }
     match Tensor::stack(&[], 0) {
-        Err(e @ Error::Argument { op: "stack", .. }) => assert_eq!(e.to_string(), "stack: expected at least one tensor, got none"),
+        Err(e @ Error::Argument { op: "stack", .. }) => {
+            assert_eq!(e.to_string(), "stack: expected at least one tensor, got none")
+        }
         other => panic!("stack(&[]): {other:?}"),
     }
     match Tensor::cat(&[], 0) {
