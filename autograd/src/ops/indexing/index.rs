@@ -233,5 +233,6 @@ mod tests {
         check_view(|x| x.i((.., 1, s(0.., 2))));
         check_view(|x| x.i((ELLIPSIS, -1, NEW_AXIS)));
         check_view(|x| x.i((s(1.., 2), NEW_AXIS, ..2)));
+        check_unary(|x| x.i((-1, s(.., 2))), -1.0, 1.0); // transposed, sliced, broadcast; gradgrad
     }
 }

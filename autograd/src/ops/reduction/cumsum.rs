@@ -96,6 +96,7 @@ mod tests {
         check_reduction(|x| x.cumsum(1));
         check_reduction(|x| x.cumprod(-1));
         check_unary(|x| x.cumprod(0), 0.5, 1.5); // contiguous, transposed, sliced, broadcast
+        check_unary(|x| x.cumsum(-1), -1.0, 1.0);
         check_reduction_gradgrad(|x| x.cumprod(2));
         check_reduction_gradgrad(|x| x.cumsum(0)?.square());
     }

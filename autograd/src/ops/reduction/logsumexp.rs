@@ -45,5 +45,6 @@ mod tests {
         check_reduction(|x| x.logsumexp(0, false));
         check_reduction(|x| x.logsumexp([-1, 1], true));
         check_reduction_gradgrad(|x| x.logsumexp(2, false));
+        check_unary(|x| x.logsumexp(-1, true), -2.0, 2.0); // transposed, sliced, broadcast; gradgrad
     }
 }

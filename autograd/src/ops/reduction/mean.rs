@@ -73,5 +73,7 @@ mod tests {
         check_reduction(|x| x.var(2, 1, true));
         check_reduction(|x| x.std([0, -1], 0, false));
         check_reduction_gradgrad(|x| x.std(1, 1, false));
+        check_unary(|x| x.var(1, 1, true), -2.0, 2.0); // transposed, sliced, broadcast; gradgrad
+        check_unary(|x| x.std(-1, 0, false), -2.0, 2.0);
     }
 }
