@@ -43,8 +43,9 @@ impl Tensor {
         let l = self.layout();
         let mut shape = l.shape().to_vec();
         let mut strides = l.strides().to_vec();
-        let offset = if len > 0 { l.offset() + first * strides[d] } else { l.offset() };
         shape[d] = len;
+        // an empty view reads nothing: keep its offset inside any storage (as narrow does)
+        let offset = if shape.contains(&0) { 0 } else { l.offset() + first * strides[d] };
         if len > 1 {
             // inside the input's extent, so this fits; Layout::new checks anyway
             strides[d] = strides[d].saturating_mul(step);
@@ -161,6 +162,9 @@ mod tests {
         assert_close(&a.slice(0, 0, 3, 2).unwrap().slice(1, -1, -5, 1).unwrap(), &[], 0.0);
         // a slice of a transposed view
         assert_close(&a.t().unwrap().slice(0, 1, 4, 2).unwrap(), &[1.0, 5.0, 9.0, 3.0, 7.0, 11.0], 0.0);
+        // an empty tensor sliced along another dim stays usable (its offset stays in storage)
+        let e = crate::Tensor::zeros(&[0, 3], crate::DType::F32, None).unwrap().slice(1, 1, 3, 1).unwrap();
+        assert_eq!(e.add(&e).unwrap().shape(), &[0, 2]);
         assert!(matches!(a.slice(0, 0, 2, 0), Err(Error::Argument { op: "slice", .. })));
         assert!(matches!(a.slice(2, 0, 2, 1), Err(Error::Dim { op: "slice", dim: 2, rank: 2 })));
     }
