@@ -1,12 +1,14 @@
 //! stategrad: an autograd engine with an explicit state graph.
 //!
 //! Re-exports the member crates: [`backends`] (devices, dtypes, kernels), [`autograd`]
-//! (the tracked `Tensor`, the tape, gradcheck) and [`nn`] (parameters, buffers, modules).
+//! (the tracked `Tensor`, the tape, gradcheck), [`nn`] (parameters, buffers, modules) and
+//! [`dist`] (process groups, data-parallel training, SyncBatchNorm).
 //! `use stategrad::prelude::*;` brings the everyday names.
 #![warn(missing_docs)]
 
 pub use stategrad_autograd as autograd;
 pub use stategrad_backends as backends;
+pub use stategrad_dist as dist;
 pub use stategrad_nn as nn;
 
 /// The everyday names: tensors, devices, dtypes, errors, grad mode.

@@ -149,6 +149,20 @@ pub enum Error {
         /// Where.
         device: Device,
     },
+    /// A collective operation (all-reduce, broadcast, all-gather, barrier, or a check made
+    /// before one) that could not complete: ranks that disagree on the model, a rank that left
+    /// the group or never arrived, an MPI failure. Every rank involved gets one, none hangs.
+    #[error("{op} on rank {rank}{}: {msg}", .key.as_ref().map(|k| format!(" at `{k}`")).unwrap_or_default())]
+    Collective {
+        /// The collective or the call that ran it (`DataParallel::new`, `all_reduce`, ...).
+        op: &'static str,
+        /// The rank reporting it.
+        rank: usize,
+        /// The state key involved, when there is one (the first differing parameter or buffer).
+        key: Option<String>,
+        /// What went wrong, naming the other ranks involved.
+        msg: String,
+    },
     /// Module state: bad names, duplicate registrations, missing or unexpected keys.
     #[error("{op}: {msg}")]
     State {

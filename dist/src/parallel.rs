@@ -1,0 +1,382 @@
+//! [`DataParallel`]: one replica of a model per rank, kept in step. At construction every
+//! rank checks that all ranks hold the same state (names, shapes, dtypes, frozen flags,
+//! buffer kinds and policies), then takes rank 0's parameters and buffers; after each
+//! backward pass [`DataParallel::reduce_gradients`] averages the gradients (rank-ordered,
+//! bucketed, frozen parameters never sent, missing gradients as zeros); before each forward
+//! the buffers are synced by their [`SyncPolicy`]. Syncs *replace* a buffer's tensor, so a
+//! tensor the tape saved in an earlier forward is never written to.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use stategrad_autograd::{DType, Grads, Result, Tensor};
+use stategrad_nn::{Buffer, Forward, Module, Param, Visitor};
+
+use crate::ProcessGroup;
+
+/// How a buffer is kept in step across ranks.
+///
+/// | policy | at construction | before each forward |
+/// | --- | --- | --- |
+/// | `Broadcast` | rank 0's | rank 0's (PyTorch DDP's behaviour) |
+/// | `Average` | rank 0's | the mean over ranks (running statistics that reflect every rank) |
+/// | `Once` | rank 0's | untouched (the default for non-persistent buffers) |
+/// | `Local` | untouched | untouched: each rank keeps its own |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Rank 0's value, sent before every forward.
+    Broadcast,
+    /// The all-reduce mean over ranks, before every forward (integers: in f64, truncated).
+    Average,
+    /// Each rank keeps its own value, never sent (not even at construction).
+    Local,
+    /// Rank 0's value, sent at construction only.
+    Once,
+}
+
+/// Which [`SyncPolicy`] each buffer gets, and the gradient bucket size.
+///
+/// Rules by name pattern come first (the first match wins; `*` matches any run of
+/// characters, dots included), then the kind's default: persistent buffers
+/// [`SyncPolicy::Broadcast`], non-persistent ones [`SyncPolicy::Once`].
+///
+/// ```
+/// use stategrad_dist::{SyncConfig, SyncPolicy};
+/// let cfg = SyncConfig::default().buffers("*.running_*", SyncPolicy::Average);
+/// assert_eq!(cfg.policy_for("bn1.running_mean", true), SyncPolicy::Average);
+/// assert_eq!(cfg.policy_for("bn1.num_batches_tracked", true), SyncPolicy::Broadcast);
+/// assert_eq!(cfg.policy_for("table", false), SyncPolicy::Once);
+/// ```
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    rules: Vec<(String, SyncPolicy)>,
+    persistent: SyncPolicy,
+    non_persistent: SyncPolicy,
+    bucket_bytes: usize,
+}
+
+/// Default gradient bucket: 32 MiB, so 8M f32 gradients are one bucket.
+pub const DEFAULT_BUCKET_BYTES: usize = 32 << 20;
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            rules: Vec::new(),
+            persistent: SyncPolicy::Broadcast,
+            non_persistent: SyncPolicy::Once,
+            bucket_bytes: DEFAULT_BUCKET_BYTES,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// Buffers whose dotted name matches `pattern` get `policy` (earlier rules win).
+    pub fn buffers(mut self, pattern: &str, policy: SyncPolicy) -> Self {
+        self.rules.push((pattern.to_string(), policy));
+        self
+    }
+
+    /// The policy of persistent buffers no rule matches (default `Broadcast`).
+    pub fn persistent(mut self, policy: SyncPolicy) -> Self {
+        self.persistent = policy;
+        self
+    }
+
+    /// The policy of non-persistent buffers no rule matches (default `Once`).
+    pub fn non_persistent(mut self, policy: SyncPolicy) -> Self {
+        self.non_persistent = policy;
+        self
+    }
+
+    /// Gradient bucket size in bytes (at least one parameter per bucket).
+    pub fn bucket_bytes(mut self, bytes: usize) -> Self {
+        self.bucket_bytes = bytes.max(1);
+        self
+    }
+
+    /// The policy a buffer named `name` gets.
+    pub fn policy_for(&self, name: &str, persistent: bool) -> SyncPolicy {
+        self.rules.iter().find(|(p, _)| glob(p, name)).map(|r| r.1).unwrap_or(if persistent {
+            self.persistent
+        } else {
+            self.non_persistent
+        })
+    }
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+fn glob(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Communication counters of one wrapper (what was sent from this rank's point of view).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Collective calls made for gradients (mask agreement included).
+    pub gradient_collectives: usize,
+    /// Collective calls made for buffers (construction included).
+    pub buffer_collectives: usize,
+    /// Times each buffer was sent, by name.
+    pub buffer_sends: HashMap<String, usize>,
+}
+
+struct SyncedBuffer {
+    name: String,
+    buffer: Buffer,
+    policy: SyncPolicy,
+}
+
+/// Data-parallel training of `M`: one `DataParallel` per rank, each over its own replica.
+///
+/// The wrapper is itself a [`Module`] with exactly the model's state names (no prefix), so
+/// `state_dict`, checkpoints and optimizers work on it as on the plain model.
+///
+/// ```
+/// use stategrad_dist::{run_replicas, DataParallel, SyncConfig, ProcessGroup};
+/// use stategrad_nn::{Linear, Forward, Module};
+/// use stategrad_autograd::{Tensor, DType, Device};
+/// let results = run_replicas(2, |g| {
+///     let model = Linear::new(3, 1)?;          // different random init on each rank
+///     let rank = g.rank();
+///     let dp = DataParallel::new(model, std::sync::Arc::new(g), SyncConfig::default())?;
+///     let x = Tensor::full(&[2, 3], rank as f64, DType::F32, Device::Cpu)?;
+///     let grads = dp.backward(&dp.forward(&x)?.sum_all()?)?;
+///     let w = dp.module().weight.clone();
+///     Ok((w.data().to_vec::<f32>()?, w.grad(&grads).unwrap().to_vec::<f32>()?))
+/// });
+/// let r: Vec<_> = results.into_iter().collect::<Result<_, _>>()?;
+/// assert_eq!(r[0], r[1]);                          // same weights, same averaged gradient
+/// assert_eq!(r[0].1, vec![1.0; 3]);                // mean of 2*0 and 2*1
+/// # Ok::<(), stategrad_autograd::Error>(())
+/// ```
+pub struct DataParallel<M: Module> {
+    module: M,
+    group: Arc<dyn ProcessGroup>,
+    bucket_bytes: usize,
+    buffers: Vec<SyncedBuffer>,
+    gradient_collectives: AtomicUsize,
+    buffer_collectives: AtomicUsize,
+    sends: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+impl<M: Module> DataParallel<M> {
+    /// Wraps this rank's replica. Every rank must call it (it is a collective): all ranks'
+    /// state signatures are exchanged and compared first, so ranks with different models all
+    /// fail with an [`stategrad_autograd::Error::Collective`] naming the first differing key
+    /// (none hangs); then rank 0's parameters and every non-`Local` buffer are broadcast.
+    pub fn new(module: M, group: Arc<dyn ProcessGroup>, cfg: SyncConfig) -> Result<Self> {
+        const OP: &str = "DataParallel::new";
+        let params = module.named_parameters();
+        let buffers: Vec<SyncedBuffer> = module
+            .named_buffers()
+            .into_iter()
+            .map(|(name, buffer)| {
+                let policy = cfg.policy_for(&name, buffer.is_persistent());
+                SyncedBuffer { name, buffer, policy }
+            })
+            .collect();
+        let mut sig: Vec<(String, String)> = params
+            .iter()
+            .map(|(n, p)| (n.clone(), format!("parameter {:?} {}{}", p.shape(), p.dtype(), if p.needs_grad() { "" } else { " frozen" })))
+            .collect();
+        sig.extend(buffers.iter().map(|b| {
+            let kind = if b.buffer.is_persistent() { "persistent" } else { "non-persistent" };
+            (b.name.clone(), format!("{kind} buffer {:?} {} ({:?})", b.buffer.shape(), b.buffer.dtype(), b.policy))
+        }));
+        let text: String = sig.iter().map(|(n, d)| format!("{n}\t{d}\n")).collect();
+        let all = group.all_gather_bytes(OP, text.as_bytes())?;
+        let parse = |b: &[u8]| -> Vec<(String, String)> {
+            String::from_utf8_lossy(b)
+                .lines()
+                .map(|l| l.split_once('\t').unwrap_or((l, "")))
+                .map(|(n, d)| (n.to_string(), d.to_string()))
+                .collect()
+        };
+        let ours = parse(&all[0]);
+        for (r, other) in all.iter().enumerate().skip(1) {
+            let theirs = parse(other);
+            for i in 0..ours.len().max(theirs.len()) {
+                let (a, b) = (ours.get(i), theirs.get(i));
+                if a != b {
+                    let show = |x: Option<&(String, String)>| x.map(|(n, d)| format!("`{n}` ({d})")).unwrap_or("nothing".into());
+                    let key = a.or(b).map(|x| x.0.clone());
+                    let msg = format!("ranks hold different models: entry {i} is {} on rank 0 but {} on rank {r}", show(a), show(b));
+                    return Err(group.error(OP, key.as_deref(), msg));
+                }
+            }
+        }
+        let dp = DataParallel {
+            module,
+            group,
+            bucket_bytes: cfg.bucket_bytes,
+            buffers,
+            gradient_collectives: AtomicUsize::new(0),
+            buffer_collectives: AtomicUsize::new(0),
+            sends: Default::default(),
+        };
+        for (_, p) in &params {
+            p.set(dp.group.broadcast_tensor(OP, &p.data(), 0, p.device())?)?;
+            dp.buffer_collectives.fetch_add(1, Ordering::Relaxed);
+        }
+        for b in dp.buffers.iter().filter(|b| b.policy != SyncPolicy::Local) {
+            dp.send(OP, b, SyncPolicy::Broadcast)?;
+        }
+        Ok(dp)
+    }
+
+    fn send(&self, op: &'static str, b: &SyncedBuffer, how: SyncPolicy) -> Result<()> {
+        let t = b.buffer.tensor();
+        let new = if how == SyncPolicy::Average {
+            self.group.all_reduce_tensor(op, &t, true)?
+        } else {
+            self.group.broadcast_tensor(op, &t, 0, t.device())?
+        };
+        // A fresh tensor replaces the old one: whatever the tape saved of the old stays intact.
+        b.buffer.set(new)?;
+        self.buffer_collectives.fetch_add(1, Ordering::Relaxed);
+        *self.sends.lock().unwrap_or_else(|e| e.into_inner()).entry(b.name.clone()).or_default() += 1;
+        Ok(())
+    }
+
+    /// The wrapped replica.
+    pub fn module(&self) -> &M {
+        &self.module
+    }
+
+    /// The replica, unwrapped.
+    pub fn into_inner(self) -> M {
+        self.module
+    }
+
+    /// The process group.
+    pub fn group(&self) -> &Arc<dyn ProcessGroup> {
+        &self.group
+    }
+
+    /// The policy each buffer got, by name.
+    pub fn buffer_policies(&self) -> Vec<(String, SyncPolicy)> {
+        self.buffers.iter().map(|b| (b.name.clone(), b.policy)).collect()
+    }
+
+    /// Communication counters so far.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            gradient_collectives: self.gradient_collectives.load(Ordering::Relaxed),
+            buffer_collectives: self.buffer_collectives.load(Ordering::Relaxed),
+            buffer_sends: self.sends.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Syncs every `Broadcast` and `Average` buffer (a collective: every rank calls it).
+    /// [`Forward::forward`] on the wrapper calls it first; call it yourself before a forward
+    /// of the inner module, or after the last step to read synced statistics.
+    pub fn sync_buffers(&self) -> Result<()> {
+        for b in &self.buffers {
+            if matches!(b.policy, SyncPolicy::Broadcast | SyncPolicy::Average) {
+                self.send("DataParallel::sync_buffers", b, b.policy)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `loss.backward()` followed by [`DataParallel::reduce_gradients`].
+    pub fn backward(&self, loss: &Tensor) -> Result<Grads> {
+        self.reduce_gradients(loss.backward()?)
+    }
+
+    /// Replaces each trainable parameter's gradient in `grads` by its mean over all ranks
+    /// (a collective). Ranks first agree on which parameters got a gradient anywhere; a
+    /// parameter without one on this rank counts as zeros. Frozen parameters are never sent.
+    /// Gradients travel in buckets of the configured size (consecutive parameters of one
+    /// dtype), so a model's whole gradient is a handful of collectives; the sums are
+    /// rank-ordered, so every rank gets bit-identical gradients.
+    pub fn reduce_gradients(&self, mut grads: Grads) -> Result<Grads> {
+        const OP: &str = "DataParallel::reduce_gradients";
+        let params: Vec<(String, Param)> = self.module.named_parameters().into_iter().filter(|(_, p)| p.needs_grad()).collect();
+        let mask: Vec<u8> = params.iter().map(|(_, p)| p.grad(&grads).is_some() as u8).collect();
+        let masks = self.group.all_gather_bytes(OP, &mask)?;
+        self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = masks.iter().position(|m| m.len() != mask.len()) {
+            return Err(self.group.error(OP, None, format!("rank {r} has {} trainable parameters, this rank {}", masks[r].len(), mask.len())));
+        }
+        let used: Vec<&(String, Param)> = params.iter().enumerate().filter(|(i, _)| masks.iter().any(|m| m[*i] != 0)).map(|(_, p)| p).collect();
+        let mut start = 0;
+        while start < used.len() {
+            let dtype = used[start].1.dtype();
+            let mut end = start;
+            let mut bytes = 0;
+            while end < used.len() && used[end].1.dtype() == dtype && (end == start || bytes + used[end].1.numel() * dtype.size_in_bytes() <= self.bucket_bytes) {
+                bytes += used[end].1.numel() * dtype.size_in_bytes();
+                end += 1;
+            }
+            self.reduce_bucket(&used[start..end], dtype, &mut grads)?;
+            start = end;
+        }
+        Ok(grads)
+    }
+
+    fn reduce_bucket(&self, bucket: &[&(String, Param)], dtype: DType, grads: &mut Grads) -> Result<()> {
+        const OP: &str = "DataParallel::reduce_gradients";
+        let n = self.group.world_size();
+        macro_rules! flat {
+            ($t:ty, $reduce:ident) => {{
+                let total: usize = bucket.iter().map(|(_, p)| p.numel()).sum();
+                let mut flat: Vec<$t> = Vec::with_capacity(total);
+                for (_, p) in bucket {
+                    match p.grad(grads) {
+                        Some(g) => flat.extend(g.to_vec::<$t>()?),
+                        None => flat.resize(flat.len() + p.numel(), 0.0),
+                    }
+                }
+                self.group.$reduce(OP, &mut flat)?;
+                self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
+                let mut at = 0;
+                for (_, p) in bucket {
+                    let k = p.numel();
+                    let mean: Vec<$t> = flat[at..at + k].iter().map(|&x| x / n as $t).collect();
+                    at += k;
+                    grads.insert(p.id(), Tensor::from_vec(mean, &p.shape(), p.device())?);
+                }
+            }};
+        }
+        match dtype {
+            DType::F32 => flat!(f32, all_reduce_sum_f32),
+            DType::F64 => flat!(f64, all_reduce_sum_f64),
+            DType::I64 => {}
+        }
+        Ok(())
+    }
+}
+
+impl<M: Module> Module for DataParallel<M> {
+    fn visit(&self, v: &mut dyn Visitor) {
+        self.module.visit(v)
+    }
+
+    fn type_name(&self) -> &'static str {
+        self.module.type_name()
+    }
+}
+
+impl<M: Module + Forward> Forward for DataParallel<M> {
+    /// Syncs the buffers ([`DataParallel::sync_buffers`]), then runs the replica's forward.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.sync_buffers()?;
+        self.module.forward(x)
+    }
+}
