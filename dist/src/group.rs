@@ -45,7 +45,10 @@ pub trait ProcessGroup: Send + Sync {
     fn all_gather_f64(&self, op: &'static str, data: &[f64]) -> Result<Vec<Vec<f64>>> {
         let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
         let all = self.all_gather_bytes(op, &bytes)?;
-        Ok(all.iter().map(|b| b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()).collect())
+        Ok(all
+            .iter()
+            .map(|b| b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect())
+            .collect())
     }
 
     /// Rank-ordered mean of `data` over all ranks, in place.
@@ -119,7 +122,8 @@ pub(crate) fn tensor_from_bytes(b: &[u8], device: Device) -> std::result::Result
     };
     let dtype = *TAGS.get(*b.first().ok_or_else(bad)? as usize).ok_or_else(bad)?;
     let rank = word(0)? as usize;
-    let shape: Vec<usize> = (0..rank).map(|i| word(1 + i).map(|d| d as usize)).collect::<std::result::Result<_, _>>()?;
+    let shape: Vec<usize> =
+        (0..rank).map(|i| word(1 + i).map(|d| d as usize)).collect::<std::result::Result<_, _>>()?;
     let data = b.get(9 + 8 * rank..).ok_or_else(bad)?;
     let fail = |e: Error| e.to_string();
     match dtype {
@@ -128,11 +132,13 @@ pub(crate) fn tensor_from_bytes(b: &[u8], device: Device) -> std::result::Result
             Tensor::from_vec(v, &shape, device).map_err(fail)
         }
         DType::F64 => {
-            let v: Vec<f64> = data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+            let v: Vec<f64> =
+                data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
             Tensor::from_vec(v, &shape, device).map_err(fail)
         }
         DType::I64 => {
-            let v: Vec<i64> = data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
+            let v: Vec<i64> =
+                data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();
             Tensor::from_vec(v, &shape, device).map_err(fail)
         }
     }

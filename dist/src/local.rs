@@ -105,7 +105,10 @@ impl InProcessGroup {
             r.generation += 1;
             r.done = Arc::new(match slots.iter().enumerate().find(|(_, (o, _))| *o != slots[0].0) {
                 Some((i, (other, _))) => {
-                    let why = format!("ranks disagree on the collective: rank 0 called {}, rank {i} called {other}", slots[0].0);
+                    let why = format!(
+                        "ranks disagree on the collective: rank 0 called {}, rank {i} called {other}",
+                        slots[0].0
+                    );
                     r.broken = Some(why.clone());
                     Err(why)
                 }
@@ -134,14 +137,26 @@ impl InProcessGroup {
         drop(r);
         let done = done.as_ref().as_ref().map_err(|why| self.error(op, None, why.clone()))?;
         done.iter()
-            .map(|v| v.clone().downcast::<T>().map_err(|_| self.error(op, None, "ranks passed different kinds of data".into())))
+            .map(|v| {
+                v.clone()
+                    .downcast::<T>()
+                    .map_err(|_| self.error(op, None, "ranks passed different kinds of data".into()))
+            })
             .collect()
     }
 
-    fn reduce<T: Copy + std::ops::Add<Output = T> + Send + Sync + 'static>(&self, op: &'static str, data: &mut [T]) -> Result<()> {
+    fn reduce<T: Copy + std::ops::Add<Output = T> + Send + Sync + 'static>(
+        &self,
+        op: &'static str,
+        data: &mut [T],
+    ) -> Result<()> {
         let all = self.exchange(op, data.to_vec())?;
         if let Some(i) = all.iter().position(|v| v.len() != data.len()) {
-            return Err(self.error(op, None, format!("rank {i} passed {} elements, rank {} passed {}", all[i].len(), self.rank, data.len())));
+            return Err(self.error(
+                op,
+                None,
+                format!("rank {i} passed {} elements, rank {} passed {}", all[i].len(), self.rank, data.len()),
+            ));
         }
         data.copy_from_slice(&all[0]);
         for v in &all[1..] {
@@ -185,7 +200,11 @@ impl ProcessGroup for InProcessGroup {
         let mine = if self.rank == root { std::mem::take(data) } else { Vec::new() };
         let all = self.exchange(op, (root, mine))?;
         if let Some(i) = all.iter().position(|v| v.0 != root) {
-            return Err(self.error(op, None, format!("rank {i} broadcast from root {}, rank {} from {root}", all[i].0, self.rank)));
+            return Err(self.error(
+                op,
+                None,
+                format!("rank {i} broadcast from root {}, rank {} from {root}", all[i].0, self.rank),
+            ));
         }
         *data = all[root].1.clone();
         Ok(())
@@ -220,7 +239,12 @@ pub fn run_replicas<T: Send>(n: usize, f: impl Fn(InProcessGroup) -> Result<T> +
             .enumerate()
             .map(|(rank, h)| {
                 h.join().unwrap_or_else(|_| {
-                    Err(Error::Collective { op: "run_replicas", rank, key: None, msg: "the replica's thread panicked".into() })
+                    Err(Error::Collective {
+                        op: "run_replicas",
+                        rank,
+                        key: None,
+                        msg: "the replica's thread panicked".into(),
+                    })
                 })
             })
             .collect()

@@ -192,7 +192,12 @@ impl<M: Module> DataParallel<M> {
             .collect();
         let mut sig: Vec<(String, String)> = params
             .iter()
-            .map(|(n, p)| (n.clone(), format!("parameter {:?} {}{}", p.shape(), p.dtype(), if p.needs_grad() { "" } else { " frozen" })))
+            .map(|(n, p)| {
+                (
+                    n.clone(),
+                    format!("parameter {:?} {}{}", p.shape(), p.dtype(), if p.needs_grad() { "" } else { " frozen" }),
+                )
+            })
             .collect();
         sig.extend(buffers.iter().map(|b| {
             let kind = if b.buffer.is_persistent() { "persistent" } else { "non-persistent" };
@@ -213,9 +218,15 @@ impl<M: Module> DataParallel<M> {
             for i in 0..ours.len().max(theirs.len()) {
                 let (a, b) = (ours.get(i), theirs.get(i));
                 if a != b {
-                    let show = |x: Option<&(String, String)>| x.map(|(n, d)| format!("`{n}` ({d})")).unwrap_or("nothing".into());
+                    let show = |x: Option<&(String, String)>| {
+                        x.map(|(n, d)| format!("`{n}` ({d})")).unwrap_or("nothing".into())
+                    };
                     let key = a.or(b).map(|x| x.0.clone());
-                    let msg = format!("ranks hold different models: entry {i} is {} on rank 0 but {} on rank {r}", show(a), show(b));
+                    let msg = format!(
+                        "ranks hold different models: entry {i} is {} on rank 0 but {} on rank {r}",
+                        show(a),
+                        show(b)
+                    );
                     return Err(group.error(OP, key.as_deref(), msg));
                 }
             }
@@ -307,20 +318,29 @@ impl<M: Module> DataParallel<M> {
     /// rank-ordered, so every rank gets bit-identical gradients.
     pub fn reduce_gradients(&self, mut grads: Grads) -> Result<Grads> {
         const OP: &str = "DataParallel::reduce_gradients";
-        let params: Vec<(String, Param)> = self.module.named_parameters().into_iter().filter(|(_, p)| p.needs_grad()).collect();
+        let params: Vec<(String, Param)> =
+            self.module.named_parameters().into_iter().filter(|(_, p)| p.needs_grad()).collect();
         let mask: Vec<u8> = params.iter().map(|(_, p)| p.grad(&grads).is_some() as u8).collect();
         let masks = self.group.all_gather_bytes(OP, &mask)?;
         self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
         if let Some(r) = masks.iter().position(|m| m.len() != mask.len()) {
-            return Err(self.group.error(OP, None, format!("rank {r} has {} trainable parameters, this rank {}", masks[r].len(), mask.len())));
+            return Err(self.group.error(
+                OP,
+                None,
+                format!("rank {r} has {} trainable parameters, this rank {}", masks[r].len(), mask.len()),
+            ));
         }
-        let used: Vec<&(String, Param)> = params.iter().enumerate().filter(|(i, _)| masks.iter().any(|m| m[*i] != 0)).map(|(_, p)| p).collect();
+        let used: Vec<&(String, Param)> =
+            params.iter().enumerate().filter(|(i, _)| masks.iter().any(|m| m[*i] != 0)).map(|(_, p)| p).collect();
         let mut start = 0;
         while start < used.len() {
             let dtype = used[start].1.dtype();
             let mut end = start;
             let mut bytes = 0;
-            while end < used.len() && used[end].1.dtype() == dtype && (end == start || bytes + used[end].1.numel() * dtype.size_in_bytes() <= self.bucket_bytes) {
+            while end < used.len()
+                && used[end].1.dtype() == dtype
+                && (end == start || bytes + used[end].1.numel() * dtype.size_in_bytes() <= self.bucket_bytes)
+            {
                 bytes += used[end].1.numel() * dtype.size_in_bytes();
                 end += 1;
             }

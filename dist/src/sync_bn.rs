@@ -66,7 +66,13 @@ pub struct SyncBatchNorm {
 
 impl std::fmt::Debug for SyncBatchNorm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SyncBatchNorm({}, rank {} of {})", self.running_mean.shape()[0], self.group.rank(), self.group.world_size())
+        write!(
+            f,
+            "SyncBatchNorm({}, rank {} of {})",
+            self.running_mean.shape()[0],
+            self.group.rank(),
+            self.group.world_size()
+        )
     }
 }
 
@@ -138,7 +144,11 @@ impl CustomOp for SyncBn {
         let grad_x = inner.mul(&w)?;
         if self.affine {
             let flat = |t: &Tensor| t.reshape(&[c]);
-            Ok(vec![Some(grad_x), Some(flat(&sum_gx)?.reshape(x[1].shape())?), Some(flat(&sum_g)?.reshape(x[2].shape())?)])
+            Ok(vec![
+                Some(grad_x),
+                Some(flat(&sum_gx)?.reshape(x[1].shape())?),
+                Some(flat(&sum_g)?.reshape(x[2].shape())?),
+            ])
         } else {
             Ok(vec![Some(grad_x)])
         }
@@ -149,7 +159,11 @@ impl Forward for SyncBatchNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.running_mean.shape()[0];
         if !(2..=5).contains(&x.rank()) || x.shape()[1] != c {
-            return Err(Error::shape("SyncBatchNorm", &[x.shape()], format!("expected rank 2 to 5 with {c} channels in dim 1")));
+            return Err(Error::shape(
+                "SyncBatchNorm",
+                &[x.shape()],
+                format!("expected rank 2 to 5 with {c} channels in dim 1"),
+            ));
         }
         let channel_shape: Vec<usize> = (0..x.rank()).map(|d| if d == 1 { c } else { 1 }).collect();
         let dims: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
@@ -169,13 +183,21 @@ impl Forward for SyncBatchNorm {
             let mut tot = vec![0.0; 1 + 2 * c];
             for (r, v) in all.iter().enumerate() {
                 if v.len() != tot.len() {
-                    return Err(self.group.error("SyncBatchNorm forward", None, format!("rank {r} has {} channels, this rank {c}", (v.len().max(1) - 1) / 2)));
+                    return Err(self.group.error(
+                        "SyncBatchNorm forward",
+                        None,
+                        format!("rank {r} has {} channels, this rank {c}", (v.len().max(1) - 1) / 2),
+                    ));
                 }
                 tot.iter_mut().zip(v).for_each(|(t, x)| *t += x);
             }
             let n = tot[0];
             if n < 2.0 {
-                return Err(Error::shape("SyncBatchNorm", &[x.shape()], "training needs more than 1 value per channel over all ranks"));
+                return Err(Error::shape(
+                    "SyncBatchNorm",
+                    &[x.shape()],
+                    "training needs more than 1 value per channel over all ranks",
+                ));
             }
             let mean: Vec<f64> = tot[1..=c].iter().map(|s| s / n).collect();
             let var: Vec<f64> = tot[c + 1..].iter().zip(&mean).map(|(q, m)| (q / n - m * m).max(0.0)).collect();

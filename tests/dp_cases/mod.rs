@@ -104,7 +104,8 @@ pub fn equals_single_rank(g: Group) -> Result<()> {
     let per = batch / n;
     let mut opt_ref: Box<dyn Optimizer> =
         Box::new(Sgd::new(reference.parameters(), SgdConfig { momentum: 0.9, ..SgdConfig::new(0.1) })?);
-    let mut opt: Box<dyn Optimizer> = Box::new(Sgd::new(dp.parameters(), SgdConfig { momentum: 0.9, ..SgdConfig::new(0.1) })?);
+    let mut opt: Box<dyn Optimizer> =
+        Box::new(Sgd::new(dp.parameters(), SgdConfig { momentum: 0.9, ..SgdConfig::new(0.1) })?);
     for step in 0..10 {
         if step == 5 {
             opt_ref = Box::new(Adam::new(reference.parameters(), AdamConfig::new(0.01))?);
@@ -250,7 +251,8 @@ pub fn buffer_policies(g: Group) -> Result<()> {
                 }
             }
             SyncPolicy::Average => {
-                let mean: Vec<f64> = (0..4).map(|i| before.iter().map(|b| b[i]).sum::<f64>() / before.len() as f64).collect();
+                let mean: Vec<f64> =
+                    (0..4).map(|i| before.iter().map(|b| b[i]).sum::<f64>() / before.len() as f64).collect();
                 close(&name, &after[me], &mean, 1e-15)?;
                 same_on_all_ranks(&g, &name, &after[me])?;
             }
@@ -346,7 +348,11 @@ pub fn unused_parameter(g: Group) -> Result<()> {
     if m.frozen.weight.grad(&grads).is_some() {
         return Err(fail("frozen parameter got a gradient".into()));
     }
-    let gb = m.b.weight.grad(&grads).ok_or_else(|| fail("unused parameter has no averaged gradient".into()))?.to_f64_vec()?;
+    let gb =
+        m.b.weight
+            .grad(&grads)
+            .ok_or_else(|| fail("unused parameter has no averaged gradient".into()))?
+            .to_f64_vec()?;
     // Rank 1's local gradient of b is the column sums of x, rank 0's is zero.
     let colsum: Vec<f64> = {
         let v = x.to_f64_vec()?;
@@ -430,5 +436,10 @@ pub fn sync_batch_norm(g: Group) -> Result<()> {
     // Evaluation: running statistics, no exchange, as BatchNorm.
     sbn.eval();
     bn.eval();
-    close("eval output", &sbn.forward(&x)?.to_f64_vec()?, &bn.forward(&full)?.narrow(0, start, len)?.to_f64_vec()?, 1e-12)
+    close(
+        "eval output",
+        &sbn.forward(&x)?.to_f64_vec()?,
+        &bn.forward(&full)?.narrow(0, start, len)?.to_f64_vec()?,
+        1e-12,
+    )
 }

@@ -1,0 +1,193 @@
+//! [`MpiGroup`] (feature `mpi`): ranks as MPI processes (`mpirun -np N`), through rsmpi.
+//! No protocol of our own: every collective is an MPI collective. The rank-ordered sum is a
+//! reduce-scatter by `MPI_Alltoallv` (rank `j` receives every rank's `j`-th chunk and adds
+//! them in rank order) followed by `MPI_Allgatherv` of the summed chunks, so every rank gets
+//! the same bits whatever algorithm the MPI library picks; it moves as many bytes as a ring
+//! all-reduce. Each collective is preceded by a tiny all-gather of its length and name, so
+//! ranks that disagree get an [`stategrad_autograd::Error::Collective`] instead of
+//! corrupted data or a hang.
+use std::sync::{Mutex, MutexGuard};
+
+use mpi::datatype::{Partition, PartitionMut};
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::*;
+use mpi::{Count, Threading};
+use stategrad_autograd::{Error, Result};
+
+use crate::ProcessGroup;
+
+/// This process's rank of `MPI_COMM_WORLD`. Create it once per process
+/// ([`MpiGroup::init`] initialises MPI; dropping it finalises MPI).
+///
+/// ```no_run
+/// use stategrad_dist::{MpiGroup, ProcessGroup};
+/// let g = MpiGroup::init()?;                        // under `mpirun -np 2`
+/// let mut x = vec![g.rank() as f64];
+/// g.all_reduce_sum_f64("example", &mut x)?;         // 0 + 1 on every rank
+/// assert_eq!(x, vec![1.0]);
+/// # Ok::<(), stategrad_autograd::Error>(())
+/// ```
+pub struct MpiGroup {
+    world: Mutex<SimpleCommunicator>,
+    rank: usize,
+    size: usize,
+    // Dropped last: finalises MPI.
+    _universe: Universe,
+}
+
+// SAFETY: MPI is initialised with at least `MPI_THREAD_SERIALIZED` (checked in `init`), and
+// every MPI call goes through the `world` mutex, so calls are never concurrent, which is all
+// that level requires; the communicator handle itself is a plain value valid on any thread.
+unsafe impl Send for MpiGroup {}
+unsafe impl Sync for MpiGroup {}
+
+/// Bytes per broadcast call, below MPI's `int` count limit.
+const CHUNK: usize = 1 << 30;
+
+impl MpiGroup {
+    /// Initialises MPI and joins `MPI_COMM_WORLD`. Fails when MPI was already initialised
+    /// in this process or cannot serialise calls from several threads.
+    pub fn init() -> Result<MpiGroup> {
+        let err = |msg: &str| Error::Collective { op: "MpiGroup::init", rank: 0, key: None, msg: msg.into() };
+        let (universe, level) = mpi::initialize_with_threading(Threading::Serialized)
+            .ok_or_else(|| err("MPI is already initialised in this process"))?;
+        if matches!(level, Threading::Single | Threading::Funneled) {
+            return Err(err("the MPI library cannot serialise calls from several threads"));
+        }
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        Ok(MpiGroup { world: Mutex::new(world), rank, size, _universe: universe })
+    }
+
+    fn comm(&self) -> MutexGuard<'_, SimpleCommunicator> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every rank's `(len, op)`: the check made before a collective of fixed length.
+    fn agree(&self, w: &SimpleCommunicator, op: &'static str, len: usize, same_len: bool) -> Result<Vec<u64>> {
+        let mine = [len as u64, fnv(op)];
+        let mut all = vec![0u64; 2 * self.size];
+        w.all_gather_into(&mine[..], &mut all[..]);
+        for r in 0..self.size {
+            if all[2 * r + 1] != mine[1] {
+                return Err(self.error(op, None, format!("rank {r} called a different collective")));
+            }
+            if same_len && all[2 * r] != mine[0] {
+                return Err(self.error(op, None, format!("rank {r} passed {} elements, this rank {len}", all[2 * r])));
+            }
+        }
+        Ok((0..self.size).map(|r| all[2 * r]).collect())
+    }
+
+    fn reduce<T>(&self, op: &'static str, data: &mut [T]) -> Result<()>
+    where
+        T: Equivalence + Copy + Default + std::ops::Add<Output = T>,
+    {
+        let w = self.comm();
+        self.agree(&w, op, data.len(), true)?;
+        let n = self.size;
+        if n == 1 {
+            return Ok(());
+        }
+        let len = data.len();
+        let offs: Vec<usize> = (0..=n).map(|j| len * j / n).collect();
+        if len > Count::MAX as usize {
+            return Err(self.error(op, None, format!("{len} elements exceed MPI's count limit")));
+        }
+        let counts: Vec<Count> = (0..n).map(|j| (offs[j + 1] - offs[j]) as Count).collect();
+        let displs: Vec<Count> = offs[..n].iter().map(|&o| o as Count).collect();
+        let m = counts[self.rank] as usize;
+        let mut recv = vec![T::default(); n * m];
+        {
+            let send = Partition::new(&data[..], &counts[..], &displs[..]);
+            let rc: Vec<Count> = vec![m as Count; n];
+            let rd: Vec<Count> = (0..n).map(|i| (i * m) as Count).collect();
+            let mut into = PartitionMut::new(&mut recv[..], &rc[..], &rd[..]);
+            w.all_to_all_varcount_into(&send, &mut into);
+        }
+        let mut mine: Vec<T> = recv[..m].to_vec();
+        for r in 1..n {
+            mine.iter_mut().zip(&recv[r * m..(r + 1) * m]).for_each(|(a, &b)| *a = *a + b);
+        }
+        let mut into = PartitionMut::new(data, &counts[..], &displs[..]);
+        w.all_gather_varcount_into(&mine[..], &mut into);
+        Ok(())
+    }
+}
+
+/// A stable 64-bit hash of a collective's name (FNV-1a).
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+impl ProcessGroup for MpiGroup {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+
+    fn world_size(&self) -> usize {
+        self.size
+    }
+
+    fn transport(&self) -> &'static str {
+        "mpi"
+    }
+
+    fn all_gather_bytes(&self, op: &'static str, data: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let w = self.comm();
+        let lens = self.agree(&w, op, data.len(), false)?;
+        let total: u64 = lens.iter().sum();
+        if total > Count::MAX as u64 {
+            return Err(self.error(op, None, format!("{total} bytes exceed MPI's count limit")));
+        }
+        let counts: Vec<Count> = lens.iter().map(|&l| l as Count).collect();
+        let displs: Vec<Count> = counts.iter().scan(0, |acc, &c| Some(std::mem::replace(acc, *acc + c))).collect();
+        let mut buf = vec![0u8; total as usize];
+        {
+            let mut into = PartitionMut::new(&mut buf[..], &counts[..], &displs[..]);
+            w.all_gather_varcount_into(data, &mut into);
+        }
+        Ok((0..self.size).map(|r| buf[displs[r] as usize..(displs[r] + counts[r]) as usize].to_vec()).collect())
+    }
+
+    fn broadcast_bytes(&self, op: &'static str, data: &mut Vec<u8>, root: usize) -> Result<()> {
+        if root >= self.size {
+            return Err(self.error(op, None, format!("root {root} outside a group of {}", self.size)));
+        }
+        let w = self.comm();
+        let roots = self.agree(&w, op, root, true)?;
+        debug_assert!(roots.iter().all(|&r| r == root as u64));
+        let mut len = [data.len() as u64];
+        w.process_at_rank(root as i32).broadcast_into(&mut len[..]);
+        data.resize(len[0] as usize, 0);
+        for chunk in data.chunks_mut(CHUNK) {
+            w.process_at_rank(root as i32).broadcast_into(chunk);
+        }
+        Ok(())
+    }
+
+    fn all_reduce_sum_f32(&self, op: &'static str, data: &mut [f32]) -> Result<()> {
+        self.reduce(op, data)
+    }
+
+    fn all_reduce_sum_f64(&self, op: &'static str, data: &mut [f64]) -> Result<()> {
+        self.reduce(op, data)
+    }
+
+    fn barrier(&self, op: &'static str) -> Result<()> {
+        let w = self.comm();
+        self.agree(&w, op, 0, true)?;
+        w.barrier();
+        Ok(())
+    }
+}
+
+impl MpiGroup {
+    /// A plain `MPI_Allreduce` (sum) of `send` into `recv`, with no ordering guarantee and no
+    /// checks: the baseline the benches compare the wrapper's gradient all-reduce against.
+    pub fn raw_all_reduce_sum_f32(&self, send: &[f32], recv: &mut [f32]) {
+        let w = self.comm();
+        w.all_reduce_into(send, recv, mpi::collective::SystemOperation::sum());
+    }
+}
