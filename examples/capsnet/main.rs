@@ -6,7 +6,14 @@
 //! cargo run --release --example capsnet -- --small --epochs 1    # a quick look
 //! cargo run --release --example capsnet -- --resume              # continue from the checkpoint
 //! cargo run --release --example capsnet -- --eval-only --load runs/capsnet/capsnet.safetensors
+//! cargo run --release --example capsnet -- --replicas 2          # data-parallel, 2 threads
+//! cargo build --release --features mpi --example capsnet && mpirun -np 2 target/release/examples/capsnet
 //! ```
+//!
+//! Data-parallel (`--replicas N` in one process, or N MPI ranks under `mpirun -np N` with the
+//! `mpi` feature): every rank starts from rank 0's model, takes its share of every batch
+//! (the global batch stays `--batch-size`) and the gradients are averaged, so the recipe is
+//! unchanged; rank 0 prints, evaluates and writes the checkpoint.
 //!
 //! Trains with Adam on the bundled 8,000/2,000 digit subset (or full MNIST with `--data`),
 //! prints test accuracy per epoch, checkpoints model + optimizer + history after each
@@ -17,11 +24,13 @@ mod train;
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use stategrad::autograd::{manual_seed, Device, Error, Result};
+use stategrad::dist::{run_replicas, ProcessGroup};
 use stategrad::nn::capsule::{CapsNet, CapsNetConfig, RoutingMode};
 use stategrad::nn::Module;
 
@@ -90,13 +99,42 @@ struct Args {
     /// Print the time spent in data, forward, backward and optimizer.
     #[arg(long)]
     profile: bool,
+    /// Data-parallel replicas in this process, one thread each (the global batch is split).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
 }
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
+    if let Err(e) = launch(Args::parse()) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// One process: MPI ranks when launched by `mpirun -np N` (feature `mpi`), else
+/// `--replicas` threads, else a plain run.
+fn launch(args: Args) -> Result<()> {
+    if let Some(n) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| Error::Unsupported { op: "--threads", msg: e.to_string() })?;
+    }
+    #[cfg(feature = "mpi")]
+    {
+        let g = stategrad::dist::MpiGroup::init()?;
+        if g.world_size() > 1 {
+            if args.replicas > 1 {
+                return Err(Error::argument("--replicas", "use either mpirun -np N or --replicas N, not both"));
+            }
+            return run(&args, Some(Arc::new(g)));
+        }
+    }
+    if args.replicas > 1 {
+        let results = run_replicas(args.replicas, |g| run(&args, Some(Arc::new(g))));
+        return results.into_iter().collect::<Result<Vec<()>>>().map(|_| ());
+    }
+    run(&args, None)
 }
 
 /// The bundled subset, found from the package root whatever the working directory.
@@ -104,28 +142,50 @@ fn default_data() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join("mnist")
 }
 
-fn run(args: Args) -> Result<()> {
-    if let Some(n) = args.threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .map_err(|e| Error::Unsupported { op: "--threads", msg: e.to_string() })?;
+fn run(args: &Args, group: Option<Arc<dyn ProcessGroup>>) -> Result<()> {
+    let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
+    // Only rank 0 talks; the others train silently.
+    macro_rules! say { ($($t:tt)*) => { if lead { println!($($t)*) } } }
+    if lead && group.is_some() {
+        let g = group.as_ref().unwrap();
+        println!(
+            "data-parallel: {} ranks ({}), each taking 1/{} of every batch",
+            g.world_size(),
+            g.transport(),
+            g.world_size()
+        );
     }
     let device = Device::from_str(&args.device)?;
     if args.batch_size == 0 {
         return Err(Error::Parse { what: "--batch-size", input: "0".into(), expected: "a positive number" });
     }
-    manual_seed(args.seed);
     let mut config = if args.small { CapsNetConfig::small() } else { CapsNetConfig::paper() };
     config.routing = args.routing;
     config.routing_iters = args.routing_iters;
-    let model = CapsNet::new(config)?;
+    // The seeded initialisation is rank 0's (the one every rank then receives); in-process
+    // replicas share the global generator, so the others draw theirs only after it.
+    let model = if lead {
+        manual_seed(args.seed);
+        let m = CapsNet::new(config)?;
+        if let Some(g) = &group {
+            g.barrier("capsnet init")?;
+        }
+        m
+    } else {
+        group.as_ref().map(|g| g.barrier("capsnet init")).transpose()?;
+        CapsNet::new(config)?
+    };
     model.to_device(device)?; // fails clearly when the device is absent or not compiled in
 
     let dir = args.data.clone().unwrap_or_else(default_data);
     let test = Mnist::load(&dir, Split::Test)?;
-    describe(&model, &config, device);
+    if lead {
+        describe(&model, &config, device);
+    }
 
+    if args.eval_only && !lead {
+        return Ok(());
+    }
     if args.eval_only {
         let path = args.load.as_ref().ok_or(Error::Parse {
             what: "--eval-only",
@@ -152,7 +212,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(n) = args.train_limit {
         train = train.take(n);
     }
-    println!("data: {} train / {} test digits from {}", train.len(), test.len(), dir.display());
+    say!("data: {} train / {} test digits from {}", train.len(), test.len(), dir.display());
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     let save = args.save.clone().unwrap_or_else(|| args.out.join("capsnet.safetensors"));
     let cfg = TrainConfig {
@@ -163,14 +223,17 @@ fn run(args: Args) -> Result<()> {
         seed: args.seed,
         device,
     };
-    let mut trainer = Trainer::new(model, cfg)?;
+    let mut trainer = match &group {
+        Some(g) => Trainer::data_parallel(model, cfg, g.clone())?,
+        None => Trainer::new(model, cfg)?,
+    };
     trainer.profiling = args.profile;
     if let Some(from) = &args.resume {
         let from = from.clone().unwrap_or_else(|| save.clone());
         trainer.restore(&from)?;
-        println!("resumed from {} after epoch {}", from.display(), trainer.epoch());
+        say!("resumed from {} after epoch {}", from.display(), trainer.epoch());
     }
-    println!(
+    say!(
         "training: {} epochs, batch {}, Adam lr {} x {}^epoch, shifts up to {} px, {} routing x {}, {} threads",
         args.epochs,
         args.batch_size,
@@ -186,7 +249,7 @@ fn run(args: Args) -> Result<()> {
     let mut trained_images = 0usize;
     while trainer.epoch() < args.epochs {
         let epoch = trainer.epoch();
-        let bar = ProgressBar::new(train.len() as u64);
+        let bar = if lead { ProgressBar::new(train.len() as u64) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
                 .expect("a valid template")
@@ -200,7 +263,7 @@ fn run(args: Args) -> Result<()> {
         let tenth = train.len().div_ceil(10).max(1);
         let loss = trainer.train_epoch(&train, None, |n, loss| {
             let speed = (seen + n) as f64 / t.elapsed().as_secs_f64();
-            if plain && (seen + n) / tenth > seen / tenth {
+            if lead && plain && (seen + n) / tenth > seen / tenth {
                 println!("  {}/{} images, loss {loss:.4}, {speed:.0} img/s", seen + n, train.len());
             }
             seen += n;
@@ -210,6 +273,12 @@ fn run(args: Args) -> Result<()> {
         bar.finish_and_clear();
         let seconds = t.elapsed().as_secs_f64();
         trained_images += seen;
+        if !lead {
+            // Evaluation, checkpoint and pictures are rank 0's; the others only keep its history
+            // length so that every rank runs the same epochs.
+            trainer.history.push(EpochRecord { train_loss: loss, test_acc: f64::NAN, seconds });
+            continue;
+        }
         let (acc, _) = evaluate(&trainer.model, &test, 100, device)?;
         trainer.history.push(EpochRecord { train_loss: loss, test_acc: acc, seconds });
         println!(
@@ -227,6 +296,9 @@ fn run(args: Args) -> Result<()> {
         }
     }
     let wall = start.elapsed().as_secs_f64();
+    if !lead {
+        return Ok(());
+    }
 
     write_reconstructions(&trainer.model, &test, &args.out, device)?;
     let (acc, _) = evaluate(&trainer.model, &test, 100, device)?;

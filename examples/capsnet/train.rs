@@ -10,9 +10,11 @@
 #![allow(dead_code)]
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stategrad::autograd::{no_grad, DType, Device, Error, Result, Tensor};
+use stategrad::autograd::{no_grad, DType, Device, Error, Grads, Result, Tensor};
+use stategrad::dist::{DataParallel, ProcessGroup, SyncConfig};
 use stategrad::nn::capsule::CapsNet;
 use stategrad::nn::optim::{Adam, AdamConfig, Optimizer, OptimizerState, ParamState};
 use stategrad::nn::{load_safetensors, save_safetensors, Module, SerTensor, StateDict};
@@ -89,6 +91,8 @@ pub struct Trainer {
     pub profile: Profile,
     /// Whether to time the phases.
     pub profiling: bool,
+    /// Data-parallel training: this rank's wrapper over (a handle-sharing clone of) `model`.
+    pub dp: Option<DataParallel<CapsNet>>,
 }
 
 /// Adds the time `f` takes to `slot` (when `on`).
@@ -106,7 +110,24 @@ impl Trainer {
     /// A trainer starting at epoch 0.
     pub fn new(model: CapsNet, cfg: TrainConfig) -> Result<Trainer> {
         let opt = Adam::new(model.parameters(), AdamConfig::new(cfg.lr))?;
-        Ok(Trainer { model, opt, cfg, history: Vec::new(), profile: Profile::default(), profiling: false })
+        Ok(Trainer { model, opt, cfg, history: Vec::new(), profile: Profile::default(), profiling: false, dp: None })
+    }
+
+    /// A trainer that is one rank of data-parallel training over `group` (a collective: every
+    /// rank calls it). Every rank starts from rank 0's model; each step, each rank takes its
+    /// share of the batch and the gradients are averaged, so the ranks together take the
+    /// same steps as one trainer on the whole batch.
+    pub fn data_parallel(model: CapsNet, cfg: TrainConfig, group: Arc<dyn ProcessGroup>) -> Result<Trainer> {
+        // A clone shares every parameter and buffer handle: the wrapper and `model` are one model.
+        let dp = DataParallel::new(model.clone(), group, SyncConfig::default())?;
+        let mut t = Trainer::new(model, cfg)?;
+        t.dp = Some(dp);
+        Ok(t)
+    }
+
+    /// This rank and the number of ranks (`(0, 1)` without data parallelism).
+    pub fn rank(&self) -> (usize, usize) {
+        self.dp.as_ref().map_or((0, 1), |d| (d.group().rank(), d.group().world_size()))
     }
 
     /// The next epoch to run (0-based).
@@ -119,13 +140,42 @@ impl Trainer {
         self.cfg.lr * self.cfg.lr_decay.powi(epoch as i32)
     }
 
-    /// One Adam step on `batch`; returns the loss.
+    /// One Adam step on `batch`; returns the loss. Data-parallel: this rank's share of
+    /// `batch` (the whole global batch), and the global batch's mean loss.
     pub fn step(&mut self, batch: &Batch) -> Result<f64> {
+        if self.dp.is_some() {
+            return self.step_shard(batch);
+        }
         let on = self.profiling;
         let (losses, _) = timed(on, &mut self.profile.forward, || self.model.losses(&batch.x, &batch.y))?;
         let grads = timed(on, &mut self.profile.backward, || losses.total.backward())?;
         timed(on, &mut self.profile.optimizer, || self.opt.step(&grads))?;
         losses.total.item()
+    }
+
+    fn step_shard(&mut self, batch: &Batch) -> Result<f64> {
+        let (on, profile) = (self.profiling, &mut self.profile);
+        let dp = self.dp.as_ref().ok_or_else(|| Error::argument("step", "not data-parallel"))?;
+        let (rank, n) = (dp.group().rank(), dp.group().world_size());
+        let total = batch.labels.len();
+        let (lo, hi) = (total * rank / n, total * (rank + 1) / n);
+        dp.sync_buffers()?;
+        let (grads, local_sum) = if hi > lo {
+            let (x, y) = (batch.x.narrow(0, lo, hi - lo)?, batch.y.narrow(0, lo, hi - lo)?);
+            let (losses, _) = timed(on, &mut profile.forward, || dp.module().losses(&x, &y))?;
+            // Each rank's loss is the mean over its share; weighted by share * n / total, the
+            // average of the ranks' gradients is the gradient of the global batch's mean loss.
+            let weighted = losses.total.mul_scalar(((hi - lo) * n) as f64 / total as f64)?;
+            let grads = timed(on, &mut profile.backward, || dp.backward(&weighted))?;
+            (grads, losses.total.item()? * (hi - lo) as f64)
+        } else {
+            // A short last batch can leave a rank without examples: it contributes zeros.
+            (dp.reduce_gradients(Grads::default())?, 0.0)
+        };
+        timed(on, &mut profile.optimizer, || self.opt.step(&grads))?;
+        let mut sum = [local_sum];
+        dp.group().all_reduce_sum_f64("capsnet loss", &mut sum)?;
+        Ok(sum[0] / total as f64)
     }
 
     /// The batches of `epoch`: `(indices, shift seed)` in order (the last may be short).
