@@ -136,6 +136,14 @@ fn all_gather_uneven_and_broadcast_and_tensors() {
 }
 
 #[test]
+fn group_collectives_on_2_3_and_4_ranks() {
+    for n in [2, 3, 4] {
+        let r = run_replicas(n, |g| dp_cases::group_collectives(Arc::new(g)));
+        r.into_iter().for_each(|x| x.unwrap());
+    }
+}
+
+#[test]
 fn sums_are_rank_ordered_and_bit_identical() {
     // 1e16 + 1 - 1e16 depends on the order; rank order gives (1e16 + 1) + -1e16 = 0 exactly.
     let r = run_replicas(3, |g| {

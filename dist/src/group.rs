@@ -33,6 +33,21 @@ pub trait ProcessGroup: Send + Sync {
     /// Rank-ordered sum of `data` over all ranks, in place; every rank passes the same length.
     fn all_reduce_sum_f64(&self, op: &'static str, data: &mut [f64]) -> Result<()>;
 
+    /// Rank-ordered sum of `send` over all ranks, written to `recv` (same length). Transports
+    /// that can reduce from one buffer into another override it to save a copy.
+    fn all_reduce_sum_into_f32(&self, op: &'static str, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        check_into(self, op, send.len(), recv.len())?;
+        recv.copy_from_slice(send);
+        self.all_reduce_sum_f32(op, recv)
+    }
+
+    /// Rank-ordered sum of `send` over all ranks, written to `recv` (same length).
+    fn all_reduce_sum_into_f64(&self, op: &'static str, send: &[f64], recv: &mut [f64]) -> Result<()> {
+        check_into(self, op, send.len(), recv.len())?;
+        recv.copy_from_slice(send);
+        self.all_reduce_sum_f64(op, recv)
+    }
+
     /// Returns once every rank has called it.
     fn barrier(&self, op: &'static str) -> Result<()>;
 
@@ -96,6 +111,13 @@ pub trait ProcessGroup: Send + Sync {
         let all = self.all_gather_bytes(op, &tensor_to_bytes(t)?)?;
         all.iter().map(|b| tensor_from_bytes(b, device).map_err(|e| self.error(op, None, e))).collect()
     }
+}
+
+pub(crate) fn check_into<G: ProcessGroup + ?Sized>(g: &G, op: &'static str, send: usize, recv: usize) -> Result<()> {
+    if send != recv {
+        return Err(g.error(op, None, format!("send buffer of {send} elements, receive buffer of {recv}")));
+    }
+    Ok(())
 }
 
 const TAGS: [DType; 3] = [DType::F32, DType::F64, DType::I64];

@@ -1,9 +1,10 @@
 //! [`MpiGroup`] (feature `mpi`): ranks as MPI processes (`mpirun -np N`), through rsmpi.
-//! No protocol of our own: every collective is an MPI collective. The rank-ordered sum is a
-//! reduce-scatter by `MPI_Alltoallv` (rank `j` receives every rank's `j`-th chunk and adds
-//! them in rank order) followed by `MPI_Allgatherv` of the summed chunks, so every rank gets
-//! the same bits whatever algorithm the MPI library picks; it moves as many bytes as a ring
-//! all-reduce. Each collective is preceded by a tiny all-gather of its length and name, so
+//! No protocol of our own: every collective is an MPI collective. The rank-ordered sum: on
+//! two ranks one `MPI_Allreduce` (one addition per element, and IEEE addition commutes, so
+//! every rank gets the same bits); on more, a reduce-scatter by `MPI_Alltoallv` (rank `j`
+//! receives every rank's `j`-th chunk and adds them in rank order) followed by
+//! `MPI_Allgatherv` of the summed chunks, so every rank gets the same bits whatever algorithm
+//! the MPI library picks; it moves as many bytes as a ring all-reduce. Each collective is preceded by a tiny all-gather of its length and name, so
 //! ranks that disagree get an [`stategrad_autograd::Error::Collective`] instead of
 //! corrupted data or a hang.
 use std::sync::{Mutex, MutexGuard};
@@ -80,37 +81,47 @@ impl MpiGroup {
         Ok((0..self.size).map(|r| all[2 * r]).collect())
     }
 
-    fn reduce<T>(&self, op: &'static str, data: &mut [T]) -> Result<()>
+    /// Rank-ordered sum of `send` into `recv`. Two ranks: one `MPI_Allreduce`, since each
+    /// element is then one addition `x_0 + x_1`, which IEEE arithmetic makes commutative, so
+    /// every rank gets the bits of the rank-ordered sum. More ranks: `MPI_Alltoallv` (rank `j`
+    /// receives every rank's `j`-th chunk and adds them in rank order), then `MPI_Allgatherv`.
+    fn reduce_into<T>(&self, op: &'static str, send: &[T], recv: &mut [T]) -> Result<()>
     where
         T: Equivalence + Copy + Default + std::ops::Add<Output = T>,
     {
+        crate::group::check_into(self, op, send.len(), recv.len())?;
         let w = self.comm();
-        self.agree(&w, op, data.len(), true)?;
+        self.agree(&w, op, send.len(), true)?;
         let n = self.size;
-        if n == 1 {
-            return Ok(());
-        }
-        let len = data.len();
-        let offs: Vec<usize> = (0..=n).map(|j| len * j / n).collect();
+        let len = send.len();
         if len > Count::MAX as usize {
             return Err(self.error(op, None, format!("{len} elements exceed MPI's count limit")));
         }
+        if n <= 2 {
+            if n == 1 {
+                recv.copy_from_slice(send);
+            } else {
+                w.all_reduce_into(send, recv, mpi::collective::SystemOperation::sum());
+            }
+            return Ok(());
+        }
+        let offs: Vec<usize> = (0..=n).map(|j| len * j / n).collect();
         let counts: Vec<Count> = (0..n).map(|j| (offs[j + 1] - offs[j]) as Count).collect();
         let displs: Vec<Count> = offs[..n].iter().map(|&o| o as Count).collect();
         let m = counts[self.rank] as usize;
-        let mut recv = vec![T::default(); n * m];
+        let mut parts = vec![T::default(); n * m];
         {
-            let send = Partition::new(&data[..], &counts[..], &displs[..]);
+            let from = Partition::new(send, &counts[..], &displs[..]);
             let rc: Vec<Count> = vec![m as Count; n];
             let rd: Vec<Count> = (0..n).map(|i| (i * m) as Count).collect();
-            let mut into = PartitionMut::new(&mut recv[..], &rc[..], &rd[..]);
-            w.all_to_all_varcount_into(&send, &mut into);
+            let mut into = PartitionMut::new(&mut parts[..], &rc[..], &rd[..]);
+            w.all_to_all_varcount_into(&from, &mut into);
         }
-        let mut mine: Vec<T> = recv[..m].to_vec();
-        for r in 1..n {
-            mine.iter_mut().zip(&recv[r * m..(r + 1) * m]).for_each(|(a, &b)| *a = *a + b);
+        let (mine, rest) = parts.split_at_mut(m);
+        for r in 0..n - 1 {
+            mine.iter_mut().zip(&rest[r * m..(r + 1) * m]).for_each(|(a, &b)| *a = *a + b);
         }
-        let mut into = PartitionMut::new(data, &counts[..], &displs[..]);
+        let mut into = PartitionMut::new(recv, &counts[..], &displs[..]);
         w.all_gather_varcount_into(&mine[..], &mut into);
         Ok(())
     }
@@ -168,11 +179,21 @@ impl ProcessGroup for MpiGroup {
     }
 
     fn all_reduce_sum_f32(&self, op: &'static str, data: &mut [f32]) -> Result<()> {
-        self.reduce(op, data)
+        let send = data.to_vec();
+        self.reduce_into(op, &send, data)
     }
 
     fn all_reduce_sum_f64(&self, op: &'static str, data: &mut [f64]) -> Result<()> {
-        self.reduce(op, data)
+        let send = data.to_vec();
+        self.reduce_into(op, &send, data)
+    }
+
+    fn all_reduce_sum_into_f32(&self, op: &'static str, send: &[f32], recv: &mut [f32]) -> Result<()> {
+        self.reduce_into(op, send, recv)
+    }
+
+    fn all_reduce_sum_into_f64(&self, op: &'static str, send: &[f64], recv: &mut [f64]) -> Result<()> {
+        self.reduce_into(op, send, recv)
     }
 
     fn barrier(&self, op: &'static str) -> Result<()> {

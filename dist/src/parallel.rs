@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use stategrad_autograd::{DType, Grads, Result, Tensor};
+use stategrad_autograd::{DType, Device, Grads, Result, Tensor};
+use stategrad_backends::cpu::Pooled;
+use stategrad_backends::{HostElement, Storage};
 use stategrad_nn::{Buffer, Forward, Module, Param, Visitor};
 
 use crate::ProcessGroup;
@@ -353,34 +355,66 @@ impl<M: Module> DataParallel<M> {
     fn reduce_bucket(&self, bucket: &[&(String, Param)], dtype: DType, grads: &mut Grads) -> Result<()> {
         const OP: &str = "DataParallel::reduce_gradients";
         let n = self.group.world_size();
-        macro_rules! flat {
-            ($t:ty, $reduce:ident) => {{
-                let total: usize = bucket.iter().map(|(_, p)| p.numel()).sum();
-                let mut flat: Vec<$t> = Vec::with_capacity(total);
+        let total: usize = bucket.iter().map(|(_, p)| p.numel()).sum();
+        // Buffers come from (and return to) the CPU backend's pool: a training step reuses
+        // the same pages instead of faulting fresh ones in. The summed bucket becomes one
+        // tensor and each parameter's gradient a view of it (no copy out).
+        macro_rules! reduce {
+            ($t:ty, $into:ident) => {{
+                let mut send = <$t as Pooled>::take(total)?;
                 for (_, p) in bucket {
                     match p.grad(grads) {
-                        Some(g) => flat.extend(g.to_vec::<$t>()?),
-                        None => flat.resize(flat.len() + p.numel(), 0.0),
+                        Some(g) => extend_host(&mut send, &g)?,
+                        None => send.resize(send.len() + p.numel(), 0.0),
                     }
                 }
-                self.group.$reduce(OP, &mut flat)?;
+                let mut recv = <$t as Pooled>::filled(total, 0.0)?;
+                self.group.$into(OP, &send, &mut recv)?;
+                <$t as Pooled>::give(send);
                 self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
-                let mut at = 0;
-                for (_, p) in bucket {
-                    let k = p.numel();
-                    let mean: Vec<$t> = flat[at..at + k].iter().map(|&x| x / n as $t).collect();
-                    at += k;
-                    grads.insert(p.id(), Tensor::from_vec(mean, &p.shape(), p.device())?);
+                if n > 1 {
+                    recv.iter_mut().for_each(|x| *x /= n as $t);
                 }
+                Tensor::from_vec(recv, &[total], Device::Cpu)?
             }};
         }
-        match dtype {
-            DType::F32 => flat!(f32, all_reduce_sum_f32),
-            DType::F64 => flat!(f64, all_reduce_sum_f64),
-            DType::I64 => {}
+        let flat = match dtype {
+            DType::F32 => reduce!(f32, all_reduce_sum_into_f32),
+            DType::F64 => reduce!(f64, all_reduce_sum_into_f64),
+            DType::I64 => return Ok(()),
+        };
+        let mut at = 0;
+        for (_, p) in bucket {
+            let k = p.numel();
+            let mut g = flat.narrow(0, at, k)?.reshape(&p.shape())?;
+            if p.device() != Device::Cpu {
+                g = g.to_device(p.device())?;
+            }
+            grads.insert(p.id(), g);
+            at += k;
         }
         Ok(())
     }
+}
+
+/// Appends `t`'s elements to `out`: straight from host memory when `t` is a contiguous CPU
+/// tensor, else through a copy to the host.
+// Without a GPU backend compiled in, `Storage` has only the CPU variant.
+#[allow(irrefutable_let_patterns)]
+fn extend_host<T: HostElement>(out: &mut Vec<T>, t: &Tensor) -> Result<()> {
+    if t.is_contiguous() {
+        if let Storage::Cpu(s) = t.storage() {
+            if let Some(all) = T::slice(s) {
+                let o = t.layout().offset();
+                if let Some(part) = all.get(o..o + t.numel()) {
+                    out.extend_from_slice(part);
+                    return Ok(());
+                }
+            }
+        }
+    }
+    out.extend(t.to_vec::<T>()?);
+    Ok(())
 }
 
 impl<M: Module> Module for DataParallel<M> {

@@ -443,3 +443,41 @@ pub fn sync_batch_norm(g: Group) -> Result<()> {
         1e-12,
     )
 }
+
+/// The group's collectives on any number of ranks: uneven all-gather, broadcast from the
+/// last rank, and all-reduce sums that equal the rank-ordered sum bit for bit (values chosen
+/// so that another order gives other bits), on a length not divisible by the world size.
+pub fn group_collectives(g: Group) -> Result<()> {
+    let (r, n) = (g.rank(), g.world_size());
+    let mine: Vec<f64> = (0..r + 1).map(|i| (r * 10 + i) as f64).collect();
+    let all = g.all_gather_f64("all_gather", &mine)?;
+    for (k, v) in all.iter().enumerate() {
+        if v.len() != k + 1 || v[0] != (k * 10) as f64 {
+            return Err(fail(format!("all_gather: rank {k} sent {v:?}")));
+        }
+    }
+    let mut b = if r == n - 1 { b"from the last".to_vec() } else { vec![0; 3] };
+    g.broadcast_bytes("broadcast", &mut b, n - 1)?;
+    if b != b"from the last" {
+        return Err(fail(format!("broadcast gave {b:?}")));
+    }
+    let len = 1001;
+    let vals = |k: usize| -> Vec<f64> {
+        (0..len).map(|i| [1e16, 1.0, -1e16, 3.0, 0.5][(i + k) % 5] * (1.0 + (i % 7) as f64 * 1e-3)).collect()
+    };
+    let mut x = vals(r);
+    g.all_reduce_sum_f64("all_reduce", &mut x)?;
+    let expect: Vec<f64> = (0..len).map(|i| (1..n).fold(vals(0)[i], |acc, k| acc + vals(k)[i])).collect();
+    if x.iter().zip(&expect).any(|(a, b)| a.to_bits() != b.to_bits()) {
+        return Err(fail("all_reduce is not the rank-ordered sum".into()));
+    }
+    let mut y: Vec<f32> = vals(r).iter().map(|&v| v as f32).collect();
+    let send = y.clone();
+    g.all_reduce_sum_into_f32("all_reduce_into", &send, &mut y)?;
+    let expect32: Vec<f32> =
+        (0..len).map(|i| (1..n).fold(vals(0)[i] as f32, |acc, k| acc + vals(k)[i] as f32)).collect();
+    if y.iter().zip(&expect32).any(|(a, b)| a.to_bits() != b.to_bits()) {
+        return Err(fail("f32 all_reduce is not the rank-ordered sum".into()));
+    }
+    g.barrier("barrier")
+}
