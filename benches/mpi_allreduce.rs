@@ -37,10 +37,7 @@ impl Setup {
         for _ in 0..k {
             match id {
                 0 => drop(self.dp.reduce_gradients(self.grads.clone()).expect("reduce")),
-                1 => {
-                    self.recv.copy_from_slice(&self.send);
-                    self.group.all_reduce_sum_f32("bench", &mut self.recv).expect("all-reduce");
-                }
+                1 => self.group.all_reduce_sum_into_f32("bench", &self.send, &mut self.recv).expect("all-reduce"),
                 _ => self.group.raw_all_reduce_sum_f32(&self.send, &mut self.recv),
             }
         }

@@ -364,7 +364,7 @@ impl<M: Module> DataParallel<M> {
                 let mut send = <$t as Pooled>::take(total)?;
                 for (_, p) in bucket {
                     match p.grad(grads) {
-                        Some(g) => extend_host(&mut send, &g)?,
+                        Some(g) => extend_host(&mut send, &g, n as $t)?,
                         None => send.resize(send.len() + p.numel(), 0.0),
                     }
                 }
@@ -372,9 +372,6 @@ impl<M: Module> DataParallel<M> {
                 self.group.$into(OP, &send, &mut recv)?;
                 <$t as Pooled>::give(send);
                 self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
-                if n > 1 {
-                    recv.iter_mut().for_each(|x| *x /= n as $t);
-                }
                 Tensor::from_vec(recv, &[total], Device::Cpu)?
             }};
         }
@@ -397,23 +394,27 @@ impl<M: Module> DataParallel<M> {
     }
 }
 
-/// Appends `t`'s elements to `out`: straight from host memory when `t` is a contiguous CPU
-/// tensor, else through a copy to the host.
+/// Appends `t`'s elements divided by `n` to `out`: straight from host memory when `t` is a
+/// contiguous CPU tensor, else through a copy to the host.
+///
+/// Dividing before the sum saves a pass over the bucket. For a power-of-two world size it
+/// gives the same bits as dividing the sum (halving is exact); otherwise the rounding
+/// differs from `sum / n` by at most an ulp per term, and is still the same on every rank.
 // Without a GPU backend compiled in, `Storage` has only the CPU variant.
 #[allow(irrefutable_let_patterns)]
-fn extend_host<T: HostElement>(out: &mut Vec<T>, t: &Tensor) -> Result<()> {
+fn extend_host<T: HostElement + std::ops::Div<Output = T>>(out: &mut Vec<T>, t: &Tensor, n: T) -> Result<()> {
     if t.is_contiguous() {
         if let Storage::Cpu(s) = t.storage() {
             if let Some(all) = T::slice(s) {
                 let o = t.layout().offset();
                 if let Some(part) = all.get(o..o + t.numel()) {
-                    out.extend_from_slice(part);
+                    out.extend(part.iter().map(|&x| x / n));
                     return Ok(());
                 }
             }
         }
     }
-    out.extend(t.to_vec::<T>()?);
+    out.extend(t.to_vec::<T>()?.into_iter().map(|x| x / n));
     Ok(())
 }
 
