@@ -146,8 +146,7 @@ fn run(args: &Args, group: Option<Arc<dyn ProcessGroup>>) -> Result<()> {
     let lead = group.as_ref().is_none_or(|g| g.rank() == 0);
     // Only rank 0 talks; the others train silently.
     macro_rules! say { ($($t:tt)*) => { if lead { println!($($t)*) } } }
-    if lead && group.is_some() {
-        let g = group.as_ref().unwrap();
+    if let (true, Some(g)) = (lead, &group) {
         println!(
             "data-parallel: {} ranks ({}), each taking 1/{} of every batch",
             g.world_size(),
