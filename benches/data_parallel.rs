@@ -2,7 +2,10 @@
 //! the same global batch on 1 rank vs 2 ranks (each rank half the batch, gradients averaged
 //! through the wrapper), for an MLP 784-256-256-10 at batch 512 and the paper-size CapsNet at
 //! batch 64. Each rank runs in its own 1-thread rayon pool, so "1 rank" is one core and
-//! "2 ranks" two; the ratio of the two times is the scaling (2.0 at best).
+//! "2 ranks" two; the ratio of the two times is the scaling (2.0 at best). Beside them,
+//! `2_threads_no_sync`: two threads each stepping a plain model on half the batch with no
+//! wrapper and no communication, the ceiling the machine allows at that moment (on a shared
+//! machine it is well below 2).
 //!
 //! `cargo bench --bench data_parallel`. The MPI all-reduce bench is benches/mpi_allreduce.rs.
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -58,9 +61,8 @@ struct Rank {
     step: Box<dyn FnMut() -> Result<()>>,
 }
 
-fn make_rank(job: Job, group: Option<InProcessGroup>) -> Result<Rank> {
+fn make_rank(job: Job, group: Option<InProcessGroup>, n: usize) -> Result<Rank> {
     manual_seed(0);
-    let n = group.as_ref().map_or(1, |g| g.world_size());
     let share = job.batch() / n;
     let group: Option<Arc<dyn ProcessGroup>> = group.map(|g| Arc::new(g) as _);
     match job {
@@ -109,9 +111,14 @@ struct Workers {
 }
 
 impl Workers {
-    fn new(job: Job, n: usize) -> Workers {
-        let mut groups: Vec<Option<InProcessGroup>> =
-            if n == 1 { vec![None] } else { InProcessGroup::new(n).expect("group").into_iter().map(Some).collect() };
+    /// `n` ranks; `sync == false`: `n` independent threads on `1/n` of the batch each, with no
+    /// wrapper and no communication (the machine's own parallel ceiling, measured in the same run).
+    fn new(job: Job, n: usize, sync: bool) -> Workers {
+        let mut groups: Vec<Option<InProcessGroup>> = if n == 1 || !sync {
+            (0..n).map(|_| None).collect()
+        } else {
+            InProcessGroup::new(n).expect("group").into_iter().map(Some).collect()
+        };
         let (done_tx, done) = channel();
         let mut jobs = Vec::new();
         let (ready_tx, ready) = channel();
@@ -122,7 +129,7 @@ impl Workers {
             std::thread::spawn(move || {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
                 pool.install(|| {
-                    let mut rank = make_rank(job, g).expect("rank");
+                    let mut rank = make_rank(job, g, n).expect("rank");
                     ready_tx.send(()).ok();
                     for k in rx {
                         let t = Instant::now();
@@ -149,9 +156,9 @@ fn scaling(c: &mut Criterion) {
     g.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(10));
     for job in [Job::Mlp, Job::CapsNet] {
         g.throughput(Throughput::Elements(job.batch() as u64));
-        for ranks in [1, 2] {
-            let w = Workers::new(job, ranks);
-            g.bench_function(BenchmarkId::new(format!("{}/cpu/{ranks}_rank", job.name()), job.batch()), |b| {
+        for (ranks, sync, label) in [(1, true, "1_rank"), (2, true, "2_ranks"), (2, false, "2_threads_no_sync")] {
+            let w = Workers::new(job, ranks, sync);
+            g.bench_function(BenchmarkId::new(format!("{}/cpu/{label}", job.name()), job.batch()), |b| {
                 b.iter_custom(|iters| w.run(iters))
             });
         }
