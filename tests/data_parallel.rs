@@ -62,6 +62,11 @@ fn sync_batch_norm_batches_3_and_5_equal_batch_norm_on_8() {
     on_two(dp_cases::sync_batch_norm);
 }
 
+#[test]
+fn converting_batch_norm_keeps_names_and_state_and_syncs_statistics() {
+    on_two(dp_cases::convert_batch_norm);
+}
+
 /// Runs `f` on another thread and fails if it takes longer than `limit` (a hang).
 fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
     let (tx, rx) = std::sync::mpsc::channel();

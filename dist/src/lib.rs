@@ -8,7 +8,8 @@
 //!   state, starts every rank from rank 0's parameters and buffers, averages gradients
 //!   (rank-ordered, bucketed, frozen ones never sent), and syncs each buffer by its
 //!   [`SyncPolicy`]. Its `state_dict` has exactly the model's names.
-//! - [`SyncBatchNorm`]: batch statistics over all ranks, on every backend.
+//! - [`SyncBatchNorm`]: batch statistics over all ranks, on every backend;
+//!   [`convert_sync_batch_norm`] swaps a model's BatchNorm layers for it, keeping names and state.
 //!
 //! The layering: this crate sits above `nn` (it wraps modules) and talks to backends only
 //! through tensors copied to and from the host, so kernels know nothing of ranks.
@@ -26,4 +27,4 @@ pub use local::{run_replicas, InProcessGroup, DEFAULT_TIMEOUT};
 #[cfg(feature = "mpi")]
 pub use mpi_group::MpiGroup;
 pub use parallel::{DataParallel, SyncConfig, SyncPolicy, Traffic, DEFAULT_BUCKET_BYTES};
-pub use sync_bn::SyncBatchNorm;
+pub use sync_bn::{convert_sync_batch_norm, SyncBatchNorm};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use stategrad_autograd::{DType, Device, Grads, Result, Tensor};
 use stategrad_backends::cpu::Pooled;
 use stategrad_backends::{HostElement, Storage};
-use stategrad_nn::{Buffer, Forward, Module, Param, Visitor};
+use stategrad_nn::{Buffer, Forward, Module, Param, Visitor, VisitorMut};
 
 use crate::ProcessGroup;
 
@@ -418,9 +418,27 @@ fn extend_host<T: HostElement + std::ops::Div<Output = T>>(out: &mut Vec<T>, t: 
     Ok(())
 }
 
+/// Transparent: the wrapper has no state or name of its own; walks, typed access and
+/// replacement reach the replica's modules as if it were not there.
 impl<M: Module> Module for DataParallel<M> {
     fn visit(&self, v: &mut dyn Visitor) {
         self.module.visit(v)
+    }
+
+    fn visit_mut(&mut self, v: &mut dyn VisitorMut) {
+        self.module.visit_mut(v)
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        self.module.as_any()
+    }
+
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        self.module.as_any_mut()
+    }
+
+    fn as_layer_slot(&mut self) -> Option<&mut stategrad_nn::LayerSlot> {
+        self.module.as_layer_slot()
     }
 
     fn type_name(&self) -> &'static str {

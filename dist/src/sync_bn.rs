@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use stategrad_autograd::{apply_custom, no_grad, CustomOp, DType, Error, Result, Tensor};
-use stategrad_nn::{BatchNorm, Buffer, Forward, Module, Param, Training};
+use stategrad_nn::{BatchNorm, Buffer, Forward, Layer, Module, Param, Training};
 
 use crate::ProcessGroup;
 
@@ -102,6 +102,37 @@ impl SyncBatchNorm {
     pub fn group(&self) -> &Arc<dyn ProcessGroup> {
         &self.group
     }
+}
+
+/// Replaces every `BatchNorm1d` and `BatchNorm2d` of `model` by a [`SyncBatchNorm`] over
+/// `group` that shares its parameters, buffers and train flag: names, state and checkpoints
+/// stay exactly as they were. Returns how many layers were converted. Layers must sit in a
+/// [`stategrad_nn::LayerSlot`] (a `Sequential` entry or a `LayerSlot` field); a BatchNorm in
+/// a field of its own type is an error naming its path (PyTorch's
+/// `SyncBatchNorm.convert_sync_batchnorm`). Each of the two types is replaced all or nothing
+/// (2d first, then 1d).
+///
+/// ```
+/// use stategrad_dist::{convert_sync_batch_norm, InProcessGroup};
+/// use stategrad_nn::{BatchNorm1d, Linear, Module, Sequential};
+/// let g = InProcessGroup::new(1)?.pop().unwrap();
+/// let mut model = Sequential::new().push(Linear::new(3, 4)?).push(BatchNorm1d::new(4)?);
+/// let before: Vec<String> = model.state_dict().keys().map(String::from).collect();
+/// assert_eq!(convert_sync_batch_norm(&mut model, std::sync::Arc::new(g))?, 1);
+/// assert_eq!(model.named_modules()[2].1, "SyncBatchNorm");
+/// let after: Vec<String> = model.state_dict().keys().map(String::from).collect();
+/// assert_eq!(before, after);
+/// # Ok::<(), stategrad_autograd::Error>(())
+/// ```
+pub fn convert_sync_batch_norm<M: Module>(model: &mut M, group: Arc<dyn ProcessGroup>) -> Result<usize> {
+    let g2 = group.clone();
+    let two = model.replace_modules::<BatchNorm<2>>(move |_, bn| {
+        Ok(Box::new(SyncBatchNorm::from_batch_norm(bn, g2.clone())) as Box<dyn Layer>)
+    })?;
+    let one = model.replace_modules::<BatchNorm<1>>(move |_, bn| {
+        Ok(Box::new(SyncBatchNorm::from_batch_norm(bn, group.clone())) as Box<dyn Layer>)
+    })?;
+    Ok(one + two)
 }
 
 /// The forward's statistics, for its backward.

@@ -481,3 +481,45 @@ pub fn group_collectives(g: Group) -> Result<()> {
     }
     g.barrier("barrier")
 }
+
+/// `convert_sync_batch_norm` on a `Sequential` keeps names and state, and the converted
+/// model on batches of 3 and 5 computes what the plain model computes on the 8 (outputs and
+/// running statistics, 1e-12 in f64); a BatchNorm in a typed field is an error naming it.
+pub fn convert_batch_norm(g: Group) -> Result<()> {
+    use stategrad::dist::convert_sync_batch_norm;
+    use stategrad::nn::Sequential;
+    let build = || -> Result<Sequential> {
+        let w: Vec<f64> = (0..12).map(|i| ((i as f64) * 0.61).sin()).collect();
+        let fc = Linear::from_tensors(Tensor::from_vec(w, &[3, 4], Device::Cpu)?, None)?;
+        let bn = BatchNorm1d::new(3)?;
+        bn.to_dtype(DType::F64)?;
+        Ok(Sequential::new().push(fc).push(bn))
+    };
+    let plain = build()?;
+    let mut model = build()?;
+    let names = |m: &dyn Module| m.state_dict().keys().map(String::from).collect::<Vec<_>>();
+    let before = names(&model);
+    let handles: Vec<Buffer> = model.buffers();
+    if convert_sync_batch_norm(&mut model, g.clone())? != 1 {
+        return Err(fail("expected one converted layer".into()));
+    }
+    if names(&model) != before || model.named_modules().iter().all(|(_, t)| *t != "SyncBatchNorm") {
+        return Err(fail(format!("conversion changed names: {:?} vs {before:?}", names(&model))));
+    }
+    if model.buffers().iter().zip(&handles).any(|(a, b)| !a.ptr_eq(b)) {
+        return Err(fail("conversion did not keep the buffers' handles".into()));
+    }
+    let full = data(8, 4, 2.5)?;
+    let yf = plain.forward(&full)?;
+    let (start, len) = if g.rank() == 0 { (0, 3) } else { (3, 5) };
+    let y = model.forward(&full.narrow(0, start, len)?)?;
+    close("converted output", &y.to_f64_vec()?, &yf.narrow(0, start, len)?.to_f64_vec()?, 1e-12)?;
+    for (a, b) in model.buffers().iter().zip(plain.buffers()) {
+        close("converted running stats", &a.tensor().to_f64_vec()?, &b.tensor().to_f64_vec()?, 1e-12)?;
+    }
+    let mut typed = WithBn { fc: Linear::new(3, 4)?, bn: BatchNorm1d::new(4)? };
+    match convert_sync_batch_norm(&mut typed, g.clone()) {
+        Err(e) if e.to_string().contains("bn") => Ok(()),
+        other => Err(fail(format!("a typed BatchNorm field: {:?}", other.map(|_| ())))),
+    }
+}
