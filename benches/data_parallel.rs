@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stategrad::dist::{DataParallel, InProcessGroup, ProcessGroup, SyncConfig};
 use stategrad::nn::capsule::{CapsNet, CapsNetConfig};
-use stategrad::nn::functional::cross_entropy;
+use stategrad::nn::functional::{cross_entropy, CrossEntropyOptions};
 use stategrad::nn::optim::{Adam, AdamConfig, Optimizer};
 use stategrad::nn::{Forward, Linear, Module};
 use stategrad::prelude::*;
@@ -74,7 +74,7 @@ fn make_rank(job: Job, group: Option<InProcessGroup>, n: usize) -> Result<Rank> 
             let mut opt = Adam::new(model.parameters(), AdamConfig::new(1e-3))?;
             Ok(Rank {
                 step: Box::new(move || {
-                    let loss = cross_entropy(&model.forward(&x)?, &y, 0.0)?;
+                    let loss = cross_entropy(&model.forward(&x)?, &y, &CrossEntropyOptions::default())?;
                     let grads = match &dp {
                         Some(dp) => dp.backward(&loss)?,
                         None => loss.backward()?,

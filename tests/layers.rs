@@ -180,3 +180,25 @@ fn losses_match_hand_computation() {
     // float targets are probabilities and need the logits' shape
     assert!(cross_entropy(&logits, &t64(&[0.0; 3], &[3]), &CrossEntropyOptions::default()).is_err());
 }
+
+#[test]
+fn layer_constructors_take_pytorchs_device_and_dtype_arguments() {
+    use stategrad::autograd::TensorOptions;
+    use stategrad::nn::{BatchNorm2d, Conv2d, Embedding, LayerNorm, Linear, Module};
+    let f64_cpu = TensorOptions::new().dtype(DType::F64).device(Device::Cpu);
+    let dtypes = |m: &dyn Module| m.state_dict().iter().map(|(_, t)| t.dtype()).collect::<Vec<_>>();
+    // nn.Linear(3, 2, dtype=torch.float64): every float tensor in f64, whatever the default.
+    let fc = Linear::new_in(3, 2, f64_cpu).unwrap();
+    assert_eq!(dtypes(&fc), [DType::F64, DType::F64]);
+    let conv = Conv2d::new_in(1, 2, (3, 3), Default::default(), f64_cpu).unwrap();
+    assert!(dtypes(&conv).iter().all(|&d| d == DType::F64));
+    let bn = BatchNorm2d::new_in(4, f64_cpu).unwrap();
+    // num_batches_tracked stays an integer, as in PyTorch.
+    assert_eq!(dtypes(&bn), [DType::F64, DType::F64, DType::F64, DType::F64, DType::I64]);
+    assert_eq!(dtypes(&Embedding::new_in(5, 2, f64_cpu).unwrap()), [DType::F64]);
+    assert_eq!(dtypes(&LayerNorm::new_in(&[4], f64_cpu).unwrap()), [DType::F64, DType::F64]);
+    // The argument applies to that layer only: the next one is built in the default again.
+    assert_eq!(dtypes(&Linear::new(3, 2).unwrap()), [DType::F32, DType::F32]); // this binary keeps the f32 default
+                                                                               // A non-float dtype is an error, as torch's is for float layers.
+    assert!(Linear::new_in(3, 2, TensorOptions::new().dtype(DType::I64)).is_err());
+}

@@ -5,7 +5,7 @@
 //! statistics move by `r <- (1 - momentum) r + momentum * s`, with the *unbiased* variance,
 //! under `no_grad` (they are buffers: never tracked), and `num_batches_tracked` (int64,
 //! shape `[]`) counts the updates. Evaluation uses the running statistics. As PyTorch.
-use stategrad_autograd::{no_grad, DType, Error, Result, Tensor};
+use stategrad_autograd::{no_grad, DType, Error, Result, Tensor, TensorOptions};
 
 use crate::{Buffer, Forward, Module, Param, Training};
 
@@ -54,6 +54,12 @@ impl<const D: usize> BatchNorm<D> {
     /// `c` channels, affine, eps 1e-5, momentum 0.1 (default dtype and device).
     pub fn new(channels: usize) -> Result<Self> {
         Self::with_options(channels, 1e-5, 0.1, true)
+    }
+
+    /// [`BatchNorm::new`] with its parameters and statistics in `opts`'s dtype and on its
+    /// device (PyTorch's `device=`, `dtype=` arguments).
+    pub fn new_in(channels: usize, opts: TensorOptions) -> Result<Self> {
+        opts.scope(|| Self::new(channels))
     }
 
     /// With explicit eps, momentum and affine parameters.

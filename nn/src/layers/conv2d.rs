@@ -1,5 +1,5 @@
 //! `Conv2d`: PyTorch's `nn.Conv2d` (names `weight` [out, in/groups, kh, kw], `bias` [out]).
-use stategrad_autograd::{Conv2dParams, Error, Result, Tensor};
+use stategrad_autograd::{Conv2dParams, Error, Result, Tensor, TensorOptions};
 
 use super::init::{bias_default, fan_in, kaiming_uniform_default};
 use crate::{Forward, Module, Param};
@@ -34,6 +34,18 @@ impl Conv2d {
         params: Conv2dParams,
     ) -> Result<Conv2d> {
         Self::with_bias(in_channels, out_channels, kernel, params, true)
+    }
+
+    /// [`Conv2d::new`] with its tensors in `opts`'s dtype and on its device (PyTorch's
+    /// `device=`, `dtype=` arguments).
+    pub fn new_in(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: (usize, usize),
+        params: Conv2dParams,
+        opts: TensorOptions,
+    ) -> Result<Conv2d> {
+        opts.scope(|| Self::new(in_channels, out_channels, kernel, params))
     }
 
     /// A convolution with or without bias.

@@ -1,6 +1,6 @@
 //! `Embedding`: rows of `weight [num_embeddings, dim]` picked by int64 ids (index_select),
 //! PyTorch's `nn.Embedding` (weight initialised N(0, 1)).
-use stategrad_autograd::{DType, Error, Result, Tensor};
+use stategrad_autograd::{DType, Error, Result, Tensor, TensorOptions};
 
 use crate::{Forward, Module, Param};
 
@@ -22,6 +22,11 @@ pub struct Embedding {
 }
 
 impl Embedding {
+    /// [`Embedding::new`] in `opts`'s dtype and on its device.
+    pub fn new_in(num_embeddings: usize, dim: usize, opts: TensorOptions) -> Result<Embedding> {
+        opts.scope(|| Embedding::new(num_embeddings, dim))
+    }
+
     /// `num_embeddings` vectors of size `dim`, N(0, 1) (default dtype and device: see
     /// `TensorOptions::scope`).
     pub fn new(num_embeddings: usize, dim: usize) -> Result<Embedding> {

@@ -1,6 +1,6 @@
 //! `LayerNorm`: `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimensions
 //! (biased variance), PyTorch's `nn.LayerNorm` (`weight` ones, `bias` zeros).
-use stategrad_autograd::{Error, Result, Tensor};
+use stategrad_autograd::{Error, Result, Tensor, TensorOptions};
 
 use crate::{Forward, Module, Param};
 
@@ -26,6 +26,11 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// [`LayerNorm::new`] in `opts`'s dtype and on its device.
+    pub fn new_in(normalized_shape: &[usize], opts: TensorOptions) -> Result<LayerNorm> {
+        opts.scope(|| LayerNorm::new(normalized_shape))
+    }
+
     /// Normalises over the trailing dimensions `normalized_shape`, eps 1e-5 (default dtype and device: see
     /// `TensorOptions::scope`).
     pub fn new(normalized_shape: &[usize]) -> Result<LayerNorm> {

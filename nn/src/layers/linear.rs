@@ -1,5 +1,5 @@
 //! `Linear`: `y = x W^T + b`, PyTorch's `nn.Linear` (names `weight` [out, in], `bias` [out]).
-use stategrad_autograd::{Error, Result, Tensor};
+use stategrad_autograd::{Error, Result, Tensor, TensorOptions};
 
 use super::init::{bias_default, kaiming_uniform_default};
 use crate::{Forward, Module, Param};
@@ -24,6 +24,12 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// [`Linear::new`] with its tensors in `opts`'s dtype and on its device (PyTorch's
+    /// `nn.Linear(i, o, device=d, dtype=t)`), whatever the defaults are.
+    pub fn new_in(in_features: usize, out_features: usize, opts: TensorOptions) -> Result<Linear> {
+        opts.scope(|| Linear::new(in_features, out_features))
+    }
+
     /// A layer with bias and PyTorch's default initialisation (default dtype and device: see
     /// `TensorOptions::scope`).
     pub fn new(in_features: usize, out_features: usize) -> Result<Linear> {
