@@ -234,23 +234,16 @@ fn parse_safetensors(shared: Arc<dyn SharedBytes>) -> std::result::Result<(State
     Ok((sd, metadata))
 }
 
-/// The tensor whose little-endian elements start at byte `offset` of `shared`: borrowing
-/// them when allowed and aligned, else a copy.
-fn tensor_at(
-    shared: &Arc<dyn SharedBytes>,
-    offset: usize,
-    dtype: DType,
-    shape: &[usize],
-    borrow: bool,
-) -> Result<Tensor> {
+/// The tensor whose little-endian elements start at byte `offset` of `shared` (a mapped
+/// file, or the file read into memory): borrowing them when aligned, else a copy.
+fn tensor_at(shared: &Arc<dyn SharedBytes>, offset: usize, dtype: DType, shape: &[usize]) -> Result<Tensor> {
     fn typed<T: HostElement, const N: usize>(
         shared: &Arc<dyn SharedBytes>,
         offset: usize,
         n: usize,
-        borrow: bool,
         from_le: fn([u8; N]) -> T,
     ) -> HostBuf<T> {
-        if let Some(b) = borrow.then(|| HostBuf::borrowed(shared.clone(), offset, n)).flatten() {
+        if let Some(b) = HostBuf::borrowed(shared.clone(), offset, n) {
             return b;
         }
         let data = &shared.bytes()[offset..offset + n * N];
