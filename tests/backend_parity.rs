@@ -167,7 +167,7 @@ fn impossible_allocations_are_out_of_memory_errors_on_every_device() {
         }
         // The device stays usable afterwards.
         let s = Storage::fill(device, 3, DType::F32, 2.0).unwrap();
-        assert_eq!(s.to_host(&Layout::contiguous(&[3])).unwrap(), CpuStorage::F32(vec![2.0; 3]));
+        assert_eq!(s.to_host(&Layout::contiguous(&[3])).unwrap(), CpuStorage::F32(vec![2.0; 3].into()));
     }
 }
 
