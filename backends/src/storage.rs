@@ -226,7 +226,8 @@ impl Storage {
 
     /// The view `l` copied to `device` (contiguous there).
     pub fn to_device(&self, l: &Layout, device: Device) -> Result<Storage> {
-        if device == Device::Meta {
+        // In deferred mode a placeholder moved anywhere stays a placeholder.
+        if device == Device::Meta || (matches!(self, Storage::Meta(_)) && crate::meta::is_deferred()) {
             return Ok(Storage::Meta(MetaStorage { dtype: self.dtype(), len: l.numel() }));
         }
         if self.device() == device {
@@ -276,7 +277,9 @@ impl Storage {
             Storage::Cpu(s) => CpuBackend.copy_strided(s, l).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => cube::backend(s.device())?.copy_strided(s, l).map(Storage::Cube),
-            Storage::Meta(_) => Err(meta_error("copy_strided")),
+            // Placeholders stay placeholders through copies and casts (a constructor's
+            // `to_dtype` in deferred mode); kernels that read data fail.
+            Storage::Meta(m) => Ok(Storage::Meta(MetaStorage { dtype: m.dtype, len: l.numel() })),
         }
     }
 
@@ -286,7 +289,7 @@ impl Storage {
             Storage::Cpu(s) => CpuBackend.cast(s, l, dtype).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => cube::backend(s.device())?.cast(s, l, dtype).map(Storage::Cube),
-            Storage::Meta(_) => Err(meta_error("cast")),
+            Storage::Meta(_) => Ok(Storage::Meta(MetaStorage { dtype, len: l.numel() })),
         }
     }
 
