@@ -26,6 +26,13 @@ pub struct SinusoidalPositionalEncoding {
 }
 
 impl Module for SinusoidalPositionalEncoding {
+    // Typed access (`for_each_module`, `replace_modules`) finds this hand-written module too.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
     fn visit(&self, v: &mut dyn Visitor) {
         v.buffer("pe", &self.pe);
     }
