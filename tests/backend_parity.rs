@@ -107,13 +107,17 @@ fn compare(what: &str, cpu: &CpuStorage, gpu: &CpuStorage, tol: f64) {
 }
 
 /// Deterministic values in `[lo, hi)` of `shape`, uploaded to `device`.
+use stategrad::backends::half;
+
 fn input(device: Device, dtype: DType, shape: &[usize], seed: u64, lo: f64, hi: f64) -> Result<(Storage, Layout)> {
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n).map(|i| lo + (hi - lo) * uniform_at(seed, i as u64)).collect();
     let data = match dtype {
-        DType::F32 => CpuStorage::F32(v.iter().map(|&x| x as f32).collect()),
-        DType::F64 => CpuStorage::F64(v),
-        DType::I64 => CpuStorage::I64(v.iter().map(|&x| x.floor() as i64).collect()),
+        DType::F32 => CpuStorage::F32(v.iter().map(|&x| x as f32).collect::<Vec<_>>().into()),
+        DType::F64 => CpuStorage::F64(v.into()),
+        DType::I64 => CpuStorage::I64(v.iter().map(|&x| x.floor() as i64).collect::<Vec<_>>().into()),
+        DType::F16 => CpuStorage::F16(v.iter().map(|&x| half::f16::from_f64(x)).collect()),
+        DType::BF16 => CpuStorage::BF16(v.iter().map(|&x| half::bf16::from_f64(x)).collect()),
     };
     Ok((Storage::from_host(data, device)?, Layout::contiguous(shape)))
 }
@@ -138,7 +142,7 @@ fn missing_devices_are_errors() {
         if device == Device::Cuda(0) && gpu_devices().contains(&device) {
             continue;
         }
-        match Storage::from_host(CpuStorage::F32(vec![1.0]), device) {
+        match Storage::from_host(CpuStorage::F32(vec![1.0].into()), device) {
             Err(Error::DeviceUnavailable { device: d, reason }) => {
                 assert_eq!(d, device);
                 assert!(!reason.is_empty());
@@ -163,7 +167,7 @@ fn impossible_allocations_are_out_of_memory_errors_on_every_device() {
         }
         // The device stays usable afterwards.
         let s = Storage::fill(device, 3, DType::F32, 2.0).unwrap();
-        assert_eq!(s.to_host(&Layout::contiguous(&[3])).unwrap(), CpuStorage::F32(vec![2.0; 3]));
+        assert_eq!(s.to_host(&Layout::contiguous(&[3])).unwrap(), CpuStorage::F32(vec![2.0; 3].into()));
     }
 }
 
@@ -364,8 +368,8 @@ fn binary_ops_broadcast_and_strided() {
             }
         }
         // NaN propagates through maximum/minimum.
-        let nan = Storage::from_host(CpuStorage::F32(vec![f32::NAN, 1.0, 2.0]), d)?;
-        let num = Storage::from_host(CpuStorage::F32(vec![0.0, f32::NAN, 3.0]), d)?;
+        let nan = Storage::from_host(CpuStorage::F32(vec![f32::NAN, 1.0, 2.0].into()), d)?;
+        let num = Storage::from_host(CpuStorage::F32(vec![0.0, f32::NAN, 3.0].into()), d)?;
         let l = Layout::contiguous(&[3]);
         for op in [BinaryOp::Maximum, BinaryOp::Minimum] {
             outs.push(res(format!("{op:?} nan"), nan.binary(op, &l, &num, &l)?, &[3], 0.0)?);
@@ -425,7 +429,7 @@ fn reductions() {
             }
         }
         // Ties and NaN: argmax returns the first maximum; NaN counts as the extreme.
-        let v = Storage::from_host(CpuStorage::F32(vec![1.0, 3.0, 3.0, 0.0, f32::NAN, 2.0, 5.0, f32::NAN]), d)?;
+        let v = Storage::from_host(CpuStorage::F32(vec![1.0, 3.0, 3.0, 0.0, f32::NAN, 2.0, 5.0, f32::NAN].into()), d)?;
         let l = Layout::contiguous(&[2, 4]);
         for op in [ReduceOp::ArgMax, ReduceOp::ArgMin, ReduceOp::Max, ReduceOp::Min] {
             outs.push(res(format!("{op:?} ties/nan"), v.reduce(op, &l, &[1])?, &[2, 1], 0.0)?);
@@ -527,7 +531,7 @@ fn conv2d_and_its_gradients() {
 }
 
 fn indices(d: Device, v: &[i64]) -> Result<(Storage, Layout)> {
-    Ok((Storage::from_host(CpuStorage::I64(v.to_vec()), d)?, Layout::contiguous(&[v.len()])))
+    Ok((Storage::from_host(CpuStorage::I64(v.to_vec().into()), d)?, Layout::contiguous(&[v.len()])))
 }
 
 #[test]
@@ -544,7 +548,7 @@ fn index_ops() {
             outs.push(res(format!("index_select {dtype}"), x.index_select(&t, 1, &i, &li)?, &[5, 5, 6], 0.0)?);
             // gather along dim 2 of the [5, 9, 6] view with an index of shape [5, 9, 4].
             let gi: Vec<i64> = (0..5 * 9 * 4).map(|k| ((k * 7 + 3) % 6) as i64).collect();
-            let (g, lg) = (Storage::from_host(CpuStorage::I64(gi.clone()), d)?, Layout::contiguous(&[5, 9, 4]));
+            let (g, lg) = (Storage::from_host(CpuStorage::I64(gi.clone().into()), d)?, Layout::contiguous(&[5, 9, 4]));
             outs.push(res(format!("gather {dtype}"), x.gather(&t, 2, &g, &lg)?, &[5, 9, 4], 0.0)?);
             // scatter_add of a [5, 9, 4] source into the [5, 9, 6] view, with repeated indices.
             let (s, ls) = input(d, dtype, &[5, 9, 4], 30, -1.0, 1.0)?;

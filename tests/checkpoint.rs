@@ -39,6 +39,7 @@ fn bits(t: &Tensor) -> Vec<u64> {
         DType::F32 => t.to_vec::<f32>().unwrap().iter().map(|x| x.to_bits() as u64).collect(),
         DType::F64 => t.to_vec::<f64>().unwrap().iter().map(|x| x.to_bits()).collect(),
         DType::I64 => t.to_vec::<i64>().unwrap().iter().map(|&x| x as u64).collect(),
+        DType::F16 | DType::BF16 => bits(&t.to_dtype(DType::F64).unwrap()),
     }
 }
 

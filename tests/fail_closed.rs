@@ -48,7 +48,7 @@ fn run_case(name: &str) -> Result<String, Error> {
         }
         "arange_overflow" => Tensor::arange(i64::MIN, i64::MAX, DType::I64, Device::Cpu),
         "from_storage_past_the_end" => {
-            let storage = Storage::from_host(CpuStorage::F32(vec![0.0; 4]), Device::Cpu)?;
+            let storage = Storage::from_host(CpuStorage::F32(vec![0.0; 4].into()), Device::Cpu)?;
             Tensor::from_storage(storage, Layout::contiguous(&[100]))
         }
         "layout_rank_mismatch" => Layout::new(&[2, 3], &[1], 0).map(|_| f32s(&[1])),

@@ -9,8 +9,8 @@ use stategrad::autograd::{Conv2dParams, DType, Device, Result, Tensor};
 use stategrad::nn::functional::cross_entropy;
 use stategrad::nn::optim::{Optimizer, Sgd, SgdConfig};
 use stategrad::nn::{
-    load_safetensors, BatchNorm2d, Buffer, Conv2d, Embedding, Forward, FrozenBatchNorm2d, LayerNorm, Linear, Module,
-    SinusoidalPositionalEncoding, StateDict,
+    load_safetensors, BatchNorm2d, Buffer, Conv2d, Embedding, Forward, FrozenBatchNorm2d, LayerNorm, Linear,
+    LoadOptions, Module, SinusoidalPositionalEncoding, StateDict,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -175,4 +175,71 @@ fn seqmodel_reproduces_eval_output_and_its_positional_table() {
     model.eval();
     let io = io("seqmodel_io.safetensors");
     assert_close("output_eval", &model.forward(get(&io, "input_ids")).unwrap(), get(&io, "output_eval"));
+}
+
+#[test]
+fn half_precision_convnets_load_with_the_cast_option_and_reproduce_their_outputs() {
+    let io = io("convnet_half_io.safetensors");
+    for (file, half, expected) in [
+        ("convnet_f16.safetensors", DType::F16, "output_eval_f16_weights"),
+        ("convnet_bf16.safetensors", DType::BF16, "output_eval_bf16_weights"),
+    ] {
+        let net = ConvNet::new().unwrap();
+        // Without the cast option a half file does not fit an f32 model, and nothing changes.
+        let before = net.conv1.weight.data().to_vec::<f32>().unwrap();
+        let err = net.load_safetensors(fixture(file), true).unwrap_err();
+        match &err {
+            stategrad::autograd::Error::Load { report, .. } => assert_eq!(report.dtype_mismatches.len(), 14, "{err}"),
+            other => panic!("expected a load error, got {other}"),
+        }
+        assert_eq!(net.conv1.weight.data().to_vec::<f32>().unwrap(), before);
+
+        let report = net.load_safetensors_with(fixture(file), &LoadOptions::default().cast(true)).unwrap();
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(report.cast.len(), 14, "every float tensor; num_batches_tracked stays int64");
+        assert!(report.cast.iter().all(|c| c.from == half && c.to == DType::F32));
+        assert_eq!(net.conv1.weight.dtype(), DType::F32);
+        net.eval();
+        assert_close(expected, &net.forward(get(&io, "input")).unwrap(), get(&io, expected));
+    }
+}
+
+#[derive(Module)]
+struct Layer1 {
+    bn1: FrozenBatchNorm2d,
+}
+
+#[derive(Module)]
+struct Backbone {
+    layer1: Layer1,
+}
+
+#[test]
+fn batchnorm_state_loads_strictly_into_frozen_batchnorm_and_reproduces_its_output() {
+    let model = Backbone { layer1: Layer1 { bn1: FrozenBatchNorm2d::new(6).unwrap() } };
+    let report = model.load_safetensors(fixture("bn_state.safetensors"), true).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.loaded.len(), 4);
+    assert_eq!(report.migrated.len(), 1, "{report}");
+    assert_eq!(report.migrated[0].key, "layer1.bn1.num_batches_tracked");
+    assert!(report.unexpected.is_empty(), "migrated, not unexpected");
+    let io = io("bn_state_io.safetensors");
+    let out = model.layer1.bn1.forward(get(&io, "input")).unwrap();
+    assert_close("output_frozen", &out, get(&io, "output_frozen"));
+}
+
+#[test]
+fn data_parallel_prefixed_convnet_loads_with_the_prefix_option() {
+    let net = ConvNet::new().unwrap();
+    let err = net.load_safetensors(fixture("convnet_ddp_prefixed.safetensors"), true).unwrap_err();
+    assert!(err.to_string().contains("module.conv1.weight"), "{err}");
+    let opts = LoadOptions::default().strip_prefix("module.");
+    let report = net.load_safetensors_with(fixture("convnet_ddp_prefixed.safetensors"), &opts).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.renamed.len(), 15);
+    assert!(report.renamed.iter().all(|r| r.from == format!("module.{}", r.to)));
+    // The same weights as the unprefixed file: the same eval output.
+    let io = io("convnet_io.safetensors");
+    net.eval();
+    assert_close("output_eval", &net.forward(get(&io, "input")).unwrap(), get(&io, "output_eval"));
 }

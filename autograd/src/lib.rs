@@ -41,8 +41,9 @@ pub use grads::Grads;
 pub use ops::{s, Indexer, TensorIndex, ELLIPSIS, NEW_AXIS};
 pub use serde::{SerData, SerTensor};
 pub use stategrad_backends::{
-    BinaryOp, Conv2dParams, CpuStorage, DType, Device, Element, Error, GradcheckFailure, HostElement, Layout,
-    LoadReport, Mismatch, ReduceOp, Result, Storage, UnaryOp, UnmatchedKey,
+    half, meta, BinaryOp, Cast, Conv2dParams, CpuStorage, DType, Device, Element, Error, GradcheckFailure, HostBuf,
+    HostElement, Layout, LoadReport, MetaStorage, Migrated, Mismatch, ReduceOp, Renamed, Result, SharedBytes, Storage,
+    UnaryOp, UnmatchedKey,
 };
 pub use tape::{grad, live_nodes, register_leaf_hook, Backward, BackwardOptions, HookHandle};
 pub use tensor::{manual_seed, next_seed, Tensor, TensorId};

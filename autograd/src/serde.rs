@@ -3,6 +3,7 @@
 //! round-trips exactly in any format, JSON included. Deserialized tensors land on the CPU,
 //! untracked.
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use stategrad_backends::half::{bf16, f16};
 use stategrad_backends::{DType, Device, Error, Result};
 
 use crate::Tensor;
@@ -17,6 +18,10 @@ pub enum SerData {
     F64(Vec<u64>),
     /// i64 values.
     I64(Vec<i64>),
+    /// f16 values as `f16::to_bits`.
+    F16(Vec<u16>),
+    /// bf16 values as `bf16::to_bits`.
+    BF16(Vec<u16>),
 }
 
 /// A tensor in serde form: dtype, shape and the exact element data (on the host).
@@ -37,6 +42,8 @@ impl SerTensor {
             DType::F32 => SerData::F32(t.to_vec::<f32>()?.into_iter().map(f32::to_bits).collect()),
             DType::F64 => SerData::F64(t.to_vec::<f64>()?.into_iter().map(f64::to_bits).collect()),
             DType::I64 => SerData::I64(t.to_vec::<i64>()?),
+            DType::F16 => SerData::F16(t.to_vec::<f16>()?.into_iter().map(f16::to_bits).collect()),
+            DType::BF16 => SerData::BF16(t.to_vec::<bf16>()?.into_iter().map(bf16::to_bits).collect()),
         };
         Ok(SerTensor { dtype: t.dtype(), shape: t.shape().to_vec(), data })
     }
@@ -52,6 +59,12 @@ impl SerTensor {
                 Tensor::from_vec(v.iter().map(|&b| f64::from_bits(b)).collect::<Vec<_>>(), &self.shape, device)
             }
             (SerData::I64(v), DType::I64) => Tensor::from_vec(v.clone(), &self.shape, device),
+            (SerData::F16(v), DType::F16) => {
+                Tensor::from_vec(v.iter().map(|&b| f16::from_bits(b)).collect::<Vec<_>>(), &self.shape, device)
+            }
+            (SerData::BF16(v), DType::BF16) => {
+                Tensor::from_vec(v.iter().map(|&b| bf16::from_bits(b)).collect::<Vec<_>>(), &self.shape, device)
+            }
             _ => return Err(bad(format!("dtype {} does not match the data's element type", self.dtype))),
         };
         t.map_err(|e| bad(e.to_string()))

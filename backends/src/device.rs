@@ -15,6 +15,9 @@ pub enum Device {
     Wgpu(usize),
     /// A cubecl CUDA device, by ordinal.
     Cuda(usize),
+    /// No memory at all: tensors of a model built in deferred mode (shape and dtype only),
+    /// until a checkpoint materialises them (see `meta::deferred`).
+    Meta,
 }
 
 impl Device {
@@ -30,6 +33,7 @@ impl fmt::Display for Device {
             Device::Cpu => write!(f, "cpu"),
             Device::Wgpu(i) => write!(f, "wgpu:{i}"),
             Device::Cuda(i) => write!(f, "cuda:{i}"),
+            Device::Meta => write!(f, "meta"),
         }
     }
 }
@@ -37,14 +41,14 @@ impl fmt::Display for Device {
 impl FromStr for Device {
     type Err = Error;
 
-    /// Parses `cpu`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`.
+    /// Parses `cpu`, `meta`, `wgpu`, `wgpu:N`, `cuda`, `cuda:N`.
     fn from_str(s: &str) -> Result<Self> {
         let (kind, index) = match s.split_once(':') {
             Some((k, i)) => {
                 let i = i.parse::<usize>().map_err(|_| Error::Parse {
                     what: "device",
                     input: s.to_string(),
-                    expected: "cpu, wgpu, wgpu:N, cuda or cuda:N",
+                    expected: "cpu, meta, wgpu, wgpu:N, cuda or cuda:N",
                 })?;
                 (k, i)
             }
@@ -52,12 +56,13 @@ impl FromStr for Device {
         };
         match kind {
             "cpu" if !s.contains(':') => Ok(Device::Cpu),
+            "meta" if !s.contains(':') => Ok(Device::Meta),
             "wgpu" => Ok(Device::Wgpu(index)),
             "cuda" => Ok(Device::Cuda(index)),
             _ => Err(Error::Parse {
                 what: "device",
                 input: s.to_string(),
-                expected: "cpu, wgpu, wgpu:N, cuda or cuda:N",
+                expected: "cpu, meta, wgpu, wgpu:N, cuda or cuda:N",
             }),
         }
     }
@@ -69,7 +74,7 @@ mod tests {
 
     #[test]
     fn parse_and_display_round_trip() {
-        for d in [Device::Cpu, Device::Wgpu(0), Device::Wgpu(2), Device::Cuda(1)] {
+        for d in [Device::Cpu, Device::Meta, Device::Wgpu(0), Device::Wgpu(2), Device::Cuda(1)] {
             assert_eq!(d.to_string().parse::<Device>().unwrap(), d);
         }
         assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));

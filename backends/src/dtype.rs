@@ -10,12 +10,18 @@ pub enum DType {
     F64,
     /// 64-bit signed integer: labels and indices (PyTorch's `int64`).
     I64,
+    /// IEEE 754 half precision (PyTorch's `float16`): a storage dtype for checkpoints,
+    /// casts and `to_dtype`; CPU kernels compute through f32.
+    F16,
+    /// bfloat16 (PyTorch's `bfloat16`): as [`DType::F16`].
+    BF16,
 }
 
 impl DType {
     /// Bytes per element.
     pub fn size_in_bytes(self) -> usize {
         match self {
+            DType::F16 | DType::BF16 => 2,
             DType::F32 => 4,
             DType::F64 | DType::I64 => 8,
         }
@@ -23,15 +29,22 @@ impl DType {
 
     /// True for floating-point dtypes (the only ones that can require grad).
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64)
+        matches!(self, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
     }
 
-    /// The lower-case name PyTorch prints (`float32`, `float64`, `int64`).
+    /// True for the half-precision storage dtypes ([`DType::F16`], [`DType::BF16`]).
+    pub fn is_half(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16)
+    }
+
+    /// The lower-case name PyTorch prints (`float32`, `float64`, `int64`, `float16`, `bfloat16`).
     pub fn as_str(self) -> &'static str {
         match self {
             DType::F32 => "float32",
             DType::F64 => "float64",
             DType::I64 => "int64",
+            DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
         }
     }
 }
@@ -42,7 +55,7 @@ impl fmt::Display for DType {
     }
 }
 
-/// A Rust type that a storage can hold: `f32`, `f64`, `i64`.
+/// A Rust type that a storage can hold: `f32`, `f64`, `i64`, `half::f16`, `half::bf16`.
 pub trait Element: Copy + Send + Sync + PartialOrd + fmt::Debug + Default + 'static {
     /// The matching dtype.
     const DTYPE: DType;
@@ -82,46 +95,47 @@ impl Element for i64 {
     }
 }
 
+impl Element for half::f16 {
+    const DTYPE: DType = DType::F16;
+    fn from_f64(v: f64) -> Self {
+        half::f16::from_f64(v)
+    }
+    fn to_f64(self) -> f64 {
+        half::f16::to_f64(self)
+    }
+}
+
+impl Element for half::bf16 {
+    const DTYPE: DType = DType::BF16;
+    fn from_f64(v: f64) -> Self {
+        half::bf16::from_f64(v)
+    }
+    fn to_f64(self) -> f64 {
+        half::bf16::to_f64(self)
+    }
+}
+
 /// Moving typed vectors in and out of a [`crate::CpuStorage`].
-pub trait HostElement: Element {
+pub trait HostElement: Element + crate::Pod {
     /// Wraps a vector.
     fn into_storage(v: Vec<Self>) -> crate::CpuStorage;
     /// The slice, when the storage holds this type.
     fn slice(s: &crate::CpuStorage) -> Option<&[Self]>;
 }
 
-impl HostElement for f32 {
-    fn into_storage(v: Vec<Self>) -> crate::CpuStorage {
-        crate::CpuStorage::F32(v)
-    }
-    fn slice(s: &crate::CpuStorage) -> Option<&[Self]> {
-        match s {
-            crate::CpuStorage::F32(v) => Some(v),
-            _ => None,
+macro_rules! host_element {
+    ($($t:ty => $v:ident),*) => {$(
+        impl HostElement for $t {
+            fn into_storage(v: Vec<Self>) -> crate::CpuStorage {
+                crate::CpuStorage::$v(v.into())
+            }
+            fn slice(s: &crate::CpuStorage) -> Option<&[Self]> {
+                match s {
+                    crate::CpuStorage::$v(v) => Some(v),
+                    _ => None,
+                }
+            }
         }
-    }
+    )*};
 }
-
-impl HostElement for f64 {
-    fn into_storage(v: Vec<Self>) -> crate::CpuStorage {
-        crate::CpuStorage::F64(v)
-    }
-    fn slice(s: &crate::CpuStorage) -> Option<&[Self]> {
-        match s {
-            crate::CpuStorage::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-impl HostElement for i64 {
-    fn into_storage(v: Vec<Self>) -> crate::CpuStorage {
-        crate::CpuStorage::I64(v)
-    }
-    fn slice(s: &crate::CpuStorage) -> Option<&[Self]> {
-        match s {
-            crate::CpuStorage::I64(v) => Some(v),
-            _ => None,
-        }
-    }
-}
+host_element!(f32 => F32, f64 => F64, i64 => I64, half::f16 => F16, half::bf16 => BF16);

@@ -31,6 +31,35 @@ pub struct UnmatchedKey {
     pub suggestion: Option<String>,
 }
 
+/// A key renamed on the way in (a prefix stripped or added, a tied alias resolved).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Renamed {
+    /// The key in the state dict or file.
+    pub from: String,
+    /// The module's key it was loaded as.
+    pub to: String,
+}
+
+/// A tensor converted to the module's dtype (with `LoadOptions::cast`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cast {
+    /// The dotted name.
+    pub key: String,
+    /// The state dict's dtype.
+    pub from: DType,
+    /// The module's dtype, which the tensor was converted to.
+    pub to: DType,
+}
+
+/// A change a module's state migration (`Module::upgrade_state`) made to the incoming state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Migrated {
+    /// The key changed, added or dropped.
+    pub key: String,
+    /// What was done and why (`dropped: ...`, `renamed from ...`).
+    pub action: String,
+}
+
 /// What a `load_state_dict` did and found.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoadReport {
@@ -44,6 +73,18 @@ pub struct LoadReport {
     pub shape_mismatches: Vec<Mismatch>,
     /// Keys whose dtype differs, same shape (not loaded).
     pub dtype_mismatches: Vec<Mismatch>,
+    /// Keys renamed on the way in: prefixes stripped or added, tied aliases resolved.
+    pub renamed: Vec<Renamed>,
+    /// Tensors converted to the module's dtype.
+    pub cast: Vec<Cast>,
+    /// Shape mismatches skipped by policy: the module kept its own tensor.
+    pub skipped: Vec<Mismatch>,
+    /// Shape mismatches kept by policy: the module took the state dict's tensor and shape.
+    pub resized: Vec<Mismatch>,
+    /// Changes made by module migrations (old versions, foreign layouts).
+    pub migrated: Vec<Migrated>,
+    /// Non-persistent buffers recomputed by their module after materialisation.
+    pub recomputed: Vec<String>,
 }
 
 impl LoadReport {
@@ -59,11 +100,30 @@ impl LoadReport {
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} keys loaded", self.loaded.len())?;
+        self.fmt_actions(f)?;
         self.fmt_problems(f)
     }
 }
 
 impl LoadReport {
+    /// Writes the actions taken (renamed, cast, skipped, resized, migrated, recomputed).
+    pub fn fmt_actions(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn list<T>(f: &mut fmt::Formatter<'_>, what: &str, items: &[T], one: impl Fn(&T) -> String) -> fmt::Result {
+            if items.is_empty() {
+                return Ok(());
+            }
+            write!(f, "\n  {what} ({}):", items.len())?;
+            items.iter().try_for_each(|i| write!(f, " {};", one(i)))
+        }
+        list(f, "renamed", &self.renamed, |r| format!("{:?} -> {:?}", r.from, r.to))?;
+        list(f, "cast", &self.cast, |c| format!("{:?} {} -> {}", c.key, c.from, c.to))?;
+        let shapes = |m: &Mismatch| format!("{:?} {:?} vs {:?}", m.key, m.expected_shape, m.found_shape);
+        list(f, "skipped (shape)", &self.skipped, shapes)?;
+        list(f, "resized", &self.resized, shapes)?;
+        list(f, "migrated", &self.migrated, |m| format!("{:?}: {}", m.key, m.action))?;
+        list(f, "recomputed", &self.recomputed, |k| format!("{k:?}"))
+    }
+
     /// Writes the problems only (missing, unexpected, mismatched keys), one list a line.
     pub fn fmt_problems(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let keys = |f: &mut fmt::Formatter<'_>, what: &str, list: &[UnmatchedKey]| -> fmt::Result {

@@ -3,19 +3,40 @@
 use crate::cpu::CpuBackend;
 #[cfg(feature = "cube")]
 use crate::cube::{self, CubeStorage};
+use half::{bf16, f16};
+
+use crate::host::{HostBuf, Pod};
 use crate::{
     BinaryOp, Conv2dParams, DType, Device, Distribution, Error, HostElement, Kernels, Layout, ReduceOp, Result, UnaryOp,
 };
 
-/// Host memory: a plain vector per dtype.
+/// Host memory: one [`HostBuf`] per dtype (an owned vector, or a read-only window of a
+/// memory-mapped file).
 #[derive(Clone, Debug, PartialEq)]
 pub enum CpuStorage {
     /// f32 elements.
-    F32(Vec<f32>),
+    F32(HostBuf<f32>),
     /// f64 elements.
-    F64(Vec<f64>),
+    F64(HostBuf<f64>),
     /// i64 elements.
-    I64(Vec<i64>),
+    I64(HostBuf<i64>),
+    /// IEEE half-precision elements (storage only: compute goes through f32).
+    F16(HostBuf<f16>),
+    /// bfloat16 elements (storage only: compute goes through f32).
+    BF16(HostBuf<bf16>),
+}
+
+/// `$body` with `$v` bound to the payload of each variant of a [`CpuStorage`].
+macro_rules! each_cpu {
+    ($s:expr, $v:ident => $body:expr) => {
+        match $s {
+            CpuStorage::F32($v) => $body,
+            CpuStorage::F64($v) => $body,
+            CpuStorage::I64($v) => $body,
+            CpuStorage::F16($v) => $body,
+            CpuStorage::BF16($v) => $body,
+        }
+    };
 }
 
 impl CpuStorage {
@@ -25,16 +46,14 @@ impl CpuStorage {
             CpuStorage::F32(_) => DType::F32,
             CpuStorage::F64(_) => DType::F64,
             CpuStorage::I64(_) => DType::I64,
+            CpuStorage::F16(_) => DType::F16,
+            CpuStorage::BF16(_) => DType::BF16,
         }
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match self {
-            CpuStorage::F32(v) => v.len(),
-            CpuStorage::F64(v) => v.len(),
-            CpuStorage::I64(v) => v.len(),
-        }
+        each_cpu!(self, v => v.len())
     }
 
     /// True when empty.
@@ -42,9 +61,24 @@ impl CpuStorage {
         self.len() == 0
     }
 
+    /// True when the elements borrow a memory-mapped file instead of owning a vector.
+    pub fn is_borrowed(&self) -> bool {
+        each_cpu!(self, v => v.is_borrowed())
+    }
+
     /// The elements as a `T` slice, when the dtype is `T`'s.
     pub fn as_slice<T: HostElement>(&self) -> Option<&[T]> {
         T::slice(self)
+    }
+
+    /// The elements' little-endian bytes, in place (what a checkpoint stores).
+    #[cfg(target_endian = "little")]
+    pub fn as_le_bytes(&self) -> &[u8] {
+        fn bytes<T: Pod>(v: &[T]) -> &[u8] {
+            // SAFETY: `T: Pod` has no padding; the slice's memory is `size_of_val(v)` bytes.
+            unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
+        }
+        each_cpu!(self, v => bytes(v))
     }
 
     /// Wraps a typed vector.
@@ -56,10 +90,22 @@ impl CpuStorage {
     pub fn to_f64_vec(&self) -> Vec<f64> {
         match self {
             CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            CpuStorage::F64(v) => v.clone(),
+            CpuStorage::F64(v) => v.to_vec(),
             CpuStorage::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuStorage::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            CpuStorage::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
         }
     }
+}
+
+/// Shape-free stand-in for the memory of a tensor built in deferred mode
+/// ([`crate::meta::deferred`]): its dtype and element count, no data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetaStorage {
+    /// The element type the tensor will have.
+    pub dtype: DType,
+    /// Its element count.
+    pub len: usize,
 }
 
 /// A tensor's memory on one device. Cheap to share behind an `Arc`; never mutated in place.
@@ -70,6 +116,9 @@ pub enum Storage {
     /// Memory of a cubecl device (wgpu or cuda).
     #[cfg(feature = "cube")]
     Cube(CubeStorage),
+    /// No memory: a tensor of a model built in deferred mode, waiting to be materialised
+    /// (every kernel on it is an [`Error::State`]).
+    Meta(MetaStorage),
 }
 
 /// Large host buffers go back to the CPU backend's pool (see `cpu/pool.rs`) for reuse.
@@ -78,12 +127,31 @@ impl Drop for Storage {
         #[allow(irrefutable_let_patterns)] // refutable with the GPU backend compiled in
         if let Storage::Cpu(s) = self {
             use crate::cpu::Pooled;
-            match std::mem::replace(s, CpuStorage::F32(Vec::new())) {
-                CpuStorage::F32(v) => f32::give(v),
-                CpuStorage::F64(v) => f64::give(v),
-                CpuStorage::I64(v) => i64::give(v),
-            }
+            // Borrowed (mapped) elements are not the pool's: dropping the window unmaps.
+            match std::mem::replace(s, CpuStorage::F32(Vec::new().into())) {
+                CpuStorage::F32(v) => v.into_owned_vec().map(f32::give),
+                CpuStorage::F64(v) => v.into_owned_vec().map(f64::give),
+                CpuStorage::I64(v) => v.into_owned_vec().map(i64::give),
+                CpuStorage::F16(v) => v.into_owned_vec().map(f16::give),
+                CpuStorage::BF16(v) => v.into_owned_vec().map(bf16::give),
+            };
         }
+    }
+}
+
+/// The error of a kernel asked to read a tensor that was never materialised.
+fn meta_error(op: &'static str) -> Error {
+    Error::State {
+        op,
+        msg: "the tensor is unmaterialised (built in deferred mode): load a checkpoint into the model first".into(),
+    }
+}
+
+/// [`meta_error`] when any operand is a [`Storage::Meta`].
+fn check_materialised(op: &'static str, operands: &[&Storage]) -> Result<()> {
+    match operands.iter().any(|s| matches!(s, Storage::Meta(_))) {
+        true => Err(meta_error(op)),
+        false => Ok(()),
     }
 }
 
@@ -98,6 +166,7 @@ impl Storage {
             Storage::Cpu(_) => Device::Cpu,
             #[cfg(feature = "cube")]
             Storage::Cube(s) => s.device(),
+            Storage::Meta(_) => Device::Meta,
         }
     }
 
@@ -107,6 +176,7 @@ impl Storage {
             Storage::Cpu(s) => s.len(),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => s.len(),
+            Storage::Meta(m) => m.len,
         }
     }
 
@@ -121,15 +191,21 @@ impl Storage {
             Storage::Cpu(s) => s.dtype(),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => s.dtype(),
+            Storage::Meta(m) => m.dtype,
         }
     }
 
     /// Copies host data to `device`.
     pub fn from_host(data: CpuStorage, device: Device) -> Result<Storage> {
+        if device == Device::Meta || crate::meta::is_deferred() {
+            return Ok(Storage::Meta(MetaStorage { dtype: data.dtype(), len: data.len() }));
+        }
         match device {
             Device::Cpu => Ok(Storage::Cpu(data)),
             #[cfg(feature = "cube")]
             Device::Wgpu(_) | Device::Cuda(_) => Ok(Storage::Cube(cube::backend(device)?.from_host(&data)?)),
+            #[cfg(feature = "cube")]
+            Device::Meta => Ok(Storage::Meta(MetaStorage { dtype: data.dtype(), len: data.len() })),
             #[cfg(not(feature = "cube"))]
             _ => Err(Error::DeviceUnavailable {
                 device,
@@ -144,36 +220,54 @@ impl Storage {
             Storage::Cpu(s) => CpuBackend.to_host(s, l),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => cube::backend(s.device())?.to_host(s, l),
+            Storage::Meta(_) => Err(meta_error("to_host")),
         }
     }
 
     /// The view `l` copied to `device` (contiguous there).
     pub fn to_device(&self, l: &Layout, device: Device) -> Result<Storage> {
+        // In deferred mode a placeholder moved anywhere stays a placeholder.
+        if device == Device::Meta || (matches!(self, Storage::Meta(_)) && crate::meta::is_deferred()) {
+            return Ok(Storage::Meta(MetaStorage { dtype: self.dtype(), len: l.numel() }));
+        }
         if self.device() == device {
             return self.copy_strided(l);
+        }
+        // A whole borrowed (memory-mapped) host storage uploads straight from the mapping:
+        // cloning it clones the window's `Arc`, not the elements.
+        if let Storage::Cpu(s) = self {
+            if s.is_borrowed() && l.contiguous_offset() == Some(0) && l.numel() == s.len() {
+                return Storage::from_host(s.clone(), device);
+            }
         }
         Storage::from_host(self.to_host(l)?, device)
     }
 
     /// `numel` copies of `value` on `device`.
     pub fn fill(device: Device, numel: usize, dtype: DType, value: f64) -> Result<Storage> {
+        if device == Device::Meta || crate::meta::is_deferred() {
+            return Ok(Storage::Meta(MetaStorage { dtype, len: numel }));
+        }
         match device {
             Device::Cpu => CpuBackend.fill(numel, dtype, value).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             _ => cube::backend(device)?.fill(numel, dtype, value).map(Storage::Cube),
             #[cfg(not(feature = "cube"))]
-            _ => Storage::from_host(CpuStorage::F32(vec![]), device),
+            _ => Storage::from_host(CpuStorage::F32(vec![].into()), device),
         }
     }
 
     /// `numel` seeded random elements on `device` (same values on every device).
     pub fn rand(device: Device, numel: usize, dtype: DType, dist: Distribution, seed: u64) -> Result<Storage> {
+        if device == Device::Meta || crate::meta::is_deferred() {
+            return Ok(Storage::Meta(MetaStorage { dtype, len: numel }));
+        }
         match device {
             Device::Cpu => CpuBackend.rand(numel, dtype, dist, seed).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             _ => cube::backend(device)?.rand(numel, dtype, dist, seed).map(Storage::Cube),
             #[cfg(not(feature = "cube"))]
-            _ => Storage::from_host(CpuStorage::F32(vec![]), device),
+            _ => Storage::from_host(CpuStorage::F32(vec![].into()), device),
         }
     }
 
@@ -183,6 +277,9 @@ impl Storage {
             Storage::Cpu(s) => CpuBackend.copy_strided(s, l).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => cube::backend(s.device())?.copy_strided(s, l).map(Storage::Cube),
+            // Placeholders stay placeholders through copies and casts (a constructor's
+            // `to_dtype` in deferred mode); kernels that read data fail.
+            Storage::Meta(m) => Ok(Storage::Meta(MetaStorage { dtype: m.dtype, len: l.numel() })),
         }
     }
 
@@ -192,6 +289,7 @@ impl Storage {
             Storage::Cpu(s) => CpuBackend.cast(s, l, dtype).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => cube::backend(s.device())?.cast(s, l, dtype).map(Storage::Cube),
+            Storage::Meta(_) => Ok(Storage::Meta(MetaStorage { dtype, len: l.numel() })),
         }
     }
 
@@ -201,11 +299,13 @@ impl Storage {
             Storage::Cpu(s) => CpuBackend.unary(op, s, l).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => cube::backend(s.device())?.unary(op, s, l).map(Storage::Cube),
+            Storage::Meta(_) => Err(meta_error("unary")),
         }
     }
 
     /// See [`Kernels::binary`].
     pub fn binary(&self, op: BinaryOp, la: &Layout, rhs: &Storage, lb: &Layout) -> Result<Storage> {
+        check_materialised("binary", &[self, rhs])?;
         #[allow(unreachable_patterns)]
         match (self, rhs) {
             (Storage::Cpu(a), Storage::Cpu(b)) => CpuBackend.binary(op, a, la, b, lb).map(Storage::Cpu),
@@ -219,6 +319,7 @@ impl Storage {
 
     /// See [`Kernels::where_cond`].
     pub fn where_cond(&self, lc: &Layout, a: &Storage, la: &Layout, b: &Storage, lb: &Layout) -> Result<Storage> {
+        check_materialised("where_cond", &[self, a, b])?;
         #[allow(unreachable_patterns)]
         match (self, a, b) {
             (Storage::Cpu(c), Storage::Cpu(a), Storage::Cpu(b)) => {
@@ -241,6 +342,7 @@ impl Storage {
             Storage::Cpu(s) => CpuBackend.reduce(op, s, l, axes).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => cube::backend(s.device())?.reduce(op, s, l, axes).map(Storage::Cube),
+            Storage::Meta(_) => Err(meta_error("reduce")),
         }
     }
 
@@ -250,11 +352,13 @@ impl Storage {
             Storage::Cpu(s) => CpuBackend.softmax(s, l, axis, log).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             Storage::Cube(s) => cube::backend(s.device())?.softmax(s, l, axis, log).map(Storage::Cube),
+            Storage::Meta(_) => Err(meta_error("softmax")),
         }
     }
 
     /// See [`Kernels::matmul`].
     pub fn matmul(&self, la: &Layout, rhs: &Storage, lb: &Layout) -> Result<Storage> {
+        check_materialised("matmul", &[self, rhs])?;
         #[allow(unreachable_patterns)]
         match (self, rhs) {
             (Storage::Cpu(a), Storage::Cpu(b)) => CpuBackend.matmul(a, la, b, lb).map(Storage::Cpu),
@@ -268,6 +372,7 @@ impl Storage {
 
     /// See [`Kernels::conv2d`].
     pub fn conv2d(&self, lx: &Layout, w: &Storage, lw: &Layout, p: &Conv2dParams) -> Result<Storage> {
+        check_materialised("conv2d", &[self, w])?;
         #[allow(unreachable_patterns)]
         match (self, w) {
             (Storage::Cpu(x), Storage::Cpu(w)) => CpuBackend.conv2d(x, lx, w, lw, p).map(Storage::Cpu),
@@ -288,6 +393,7 @@ impl Storage {
         p: &Conv2dParams,
         input_hw: (usize, usize),
     ) -> Result<Storage> {
+        check_materialised("conv2d_grad_input", &[self, w])?;
         #[allow(unreachable_patterns)]
         match (self, w) {
             (Storage::Cpu(g), Storage::Cpu(w)) => {
@@ -310,6 +416,7 @@ impl Storage {
         p: &Conv2dParams,
         kernel_hw: (usize, usize),
     ) -> Result<Storage> {
+        check_materialised("conv2d_grad_weight", &[self, grad])?;
         #[allow(unreachable_patterns)]
         match (self, grad) {
             (Storage::Cpu(x), Storage::Cpu(g)) => {
@@ -325,6 +432,7 @@ impl Storage {
 
     /// See [`Kernels::index_select`].
     pub fn index_select(&self, lx: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
+        check_materialised("index_select", &[self, idx])?;
         #[allow(unreachable_patterns)]
         match (self, idx) {
             (Storage::Cpu(x), Storage::Cpu(i)) => CpuBackend.index_select(x, lx, dim, i, li).map(Storage::Cpu),
@@ -338,6 +446,7 @@ impl Storage {
 
     /// See [`Kernels::gather`].
     pub fn gather(&self, lx: &Layout, dim: usize, idx: &Storage, li: &Layout) -> Result<Storage> {
+        check_materialised("gather", &[self, idx])?;
         #[allow(unreachable_patterns)]
         match (self, idx) {
             (Storage::Cpu(x), Storage::Cpu(i)) => CpuBackend.gather(x, lx, dim, i, li).map(Storage::Cpu),
@@ -359,6 +468,7 @@ impl Storage {
         src: &Storage,
         ls: &Layout,
     ) -> Result<Storage> {
+        check_materialised("scatter_add", &[self, idx, src])?;
         #[allow(unreachable_patterns)]
         match (self, idx, src) {
             (Storage::Cpu(d), Storage::Cpu(i), Storage::Cpu(s)) => {
@@ -380,6 +490,7 @@ impl Storage {
         let Some(&(first, _)) = parts.first() else {
             return Err(Error::Shape { op: "cat", shapes: vec![], msg: "no tensors to concatenate".into() });
         };
+        check_materialised("cat", &parts.iter().map(|(s, _)| *s).collect::<Vec<_>>())?;
         if let Some(&(other, _)) = parts.iter().find(|(s, _)| s.device() != first.device()) {
             return Err(device_error("cat", first, other));
         }
@@ -389,7 +500,6 @@ impl Storage {
                     .iter()
                     .map(|(s, l)| match s {
                         Storage::Cpu(c) => (c, *l),
-                        #[cfg(feature = "cube")]
                         _ => unreachable!("devices checked above"),
                     })
                     .collect();
@@ -406,6 +516,7 @@ impl Storage {
                     .collect();
                 cube::backend(c.device())?.cat(&cube, dim).map(Storage::Cube)
             }
+            Storage::Meta(_) => Err(meta_error("cat")),
         }
     }
 }

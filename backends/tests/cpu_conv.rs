@@ -107,9 +107,9 @@ fn conv_capsnet_like_shapes_chunk_and_split() {
 
 #[test]
 fn conv_errors_name_the_op() {
-    let x = CpuStorage::F32(vec![0.0; 2 * 3 * 4 * 4]);
+    let x = CpuStorage::F32(vec![0.0; 2 * 3 * 4 * 4].into());
     let lx = Layout::contiguous(&[2, 3, 4, 4]);
-    let w = CpuStorage::F32(vec![0.0; 4 * 3 * 2 * 2]);
+    let w = CpuStorage::F32(vec![0.0; 4 * 3 * 2 * 2].into());
     let lw = Layout::contiguous(&[4, 3, 2, 2]);
     let ok = Conv2dParams::default();
     let e = CpuBackend.conv2d(&x, &lx, &w, &lw, &Conv2dParams { groups: 2, ..ok }).unwrap_err();
@@ -120,14 +120,14 @@ fn conv_errors_name_the_op() {
     assert!(matches!(e, Error::Shape { op: "conv2d", .. }), "{e}"); // kernel larger than input
     let e = CpuBackend.conv2d(&x, &lx, &w, &lw, &Conv2dParams { stride: (0, 1), ..ok }).unwrap_err();
     assert!(matches!(e, Error::Shape { op: "conv2d", .. }), "{e}");
-    let wd = CpuStorage::F64(vec![0.0; 48]);
+    let wd = CpuStorage::F64(vec![0.0; 48].into());
     let e = CpuBackend.conv2d(&x, &lx, &wd, &lw, &ok).unwrap_err();
     assert!(matches!(e, Error::DTypeMismatch { op: "conv2d", lhs: DType::F32, rhs: DType::F64 }), "{e}");
-    let xi = CpuStorage::I64(vec![0; 96]);
-    let wi = CpuStorage::I64(vec![0; 48]);
+    let xi = CpuStorage::I64(vec![0; 96].into());
+    let wi = CpuStorage::I64(vec![0; 48].into());
     let e = CpuBackend.conv2d(&xi, &lx, &wi, &lw, &ok).unwrap_err();
     assert!(matches!(e, Error::DType { op: "conv2d", got: DType::I64, .. }), "{e}");
-    let g = CpuStorage::F32(vec![0.0; 2 * 4 * 3 * 3]);
+    let g = CpuStorage::F32(vec![0.0; 2 * 4 * 3 * 3].into());
     let lg = Layout::contiguous(&[2, 4, 3, 3]);
     let e = CpuBackend.conv2d_grad_input(&g, &lg, &w, &lw, &ok, (5, 5)).unwrap_err();
     assert!(matches!(e, Error::Shape { op: "conv2d_grad_input", .. }), "{e}"); // 5x5 gives 4x4, not 3x3

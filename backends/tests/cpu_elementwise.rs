@@ -143,8 +143,8 @@ fn gelu_and_erf_match_their_definitions() {
     // gelu(x) = x Phi(x); its derivative by central differences
     let xs: Vec<f64> = (-30..=30).map(|i| i as f64 / 10.0).collect();
     let l = Layout::contiguous(&[xs.len()]);
-    let gelu = CpuBackend.unary(UnaryOp::Gelu, &CpuStorage::F64(xs.clone()), &l).unwrap().to_f64_vec();
-    let grad = CpuBackend.unary(UnaryOp::GeluGrad, &CpuStorage::F64(xs.clone()), &l).unwrap().to_f64_vec();
+    let gelu = CpuBackend.unary(UnaryOp::Gelu, &CpuStorage::F64(xs.clone().into()), &l).unwrap().to_f64_vec();
+    let grad = CpuBackend.unary(UnaryOp::GeluGrad, &CpuStorage::F64(xs.clone().into()), &l).unwrap().to_f64_vec();
     for (i, &x) in xs.iter().enumerate() {
         assert!((gelu[i] - 0.5 * x * (1.0 + erf(x / 2f64.sqrt()))).abs() < 1e-12);
         let h = 1e-5;
@@ -170,26 +170,29 @@ fn where_cast_copy_fill() {
     let want: Vec<f64> = indices(&shape).iter().map(|i| b[at(&lb, i)] as f32 as f64).collect();
     assert_close(&copied, &want, 0.0, "copy_strided");
 
-    let x = CpuStorage::F64(vec![1.7, -1.7, 2.5, -0.2]);
+    let x = CpuStorage::F64(vec![1.7, -1.7, 2.5, -0.2].into());
     let l = Layout::contiguous(&[4]);
-    assert_eq!(CpuBackend.cast(&x, &l, DType::I64).unwrap(), CpuStorage::I64(vec![1, -1, 2, 0]));
-    assert_eq!(CpuBackend.cast(&x, &l, DType::F32).unwrap(), CpuStorage::F32(vec![1.7, -1.7, 2.5, -0.2]));
-    let i = CpuStorage::I64(vec![3, -4]);
-    assert_eq!(CpuBackend.cast(&i, &Layout::contiguous(&[2]), DType::F64).unwrap(), CpuStorage::F64(vec![3.0, -4.0]));
-    assert_eq!(CpuBackend.fill(3, DType::I64, 2.0).unwrap(), CpuStorage::I64(vec![2, 2, 2]));
+    assert_eq!(CpuBackend.cast(&x, &l, DType::I64).unwrap(), CpuStorage::I64(vec![1, -1, 2, 0].into()));
+    assert_eq!(CpuBackend.cast(&x, &l, DType::F32).unwrap(), CpuStorage::F32(vec![1.7, -1.7, 2.5, -0.2].into()));
+    let i = CpuStorage::I64(vec![3, -4].into());
+    assert_eq!(
+        CpuBackend.cast(&i, &Layout::contiguous(&[2]), DType::F64).unwrap(),
+        CpuStorage::F64(vec![3.0, -4.0].into())
+    );
+    assert_eq!(CpuBackend.fill(3, DType::I64, 2.0).unwrap(), CpuStorage::I64(vec![2, 2, 2].into()));
 }
 
 #[test]
 fn integer_paths_and_dtype_errors() {
     let l = Layout::contiguous(&[3]);
-    let a = CpuStorage::I64(vec![1, -5, 7]);
-    let b = CpuStorage::I64(vec![2, -5, 3]);
-    assert_eq!(CpuBackend.binary(BinaryOp::Add, &a, &l, &b, &l).unwrap(), CpuStorage::I64(vec![3, -10, 10]));
-    assert_eq!(CpuBackend.binary(BinaryOp::Eq, &a, &l, &b, &l).unwrap(), CpuStorage::I64(vec![0, 1, 0]));
-    assert_eq!(CpuBackend.unary(UnaryOp::Abs, &a, &l).unwrap(), CpuStorage::I64(vec![1, 5, 7]));
+    let a = CpuStorage::I64(vec![1, -5, 7].into());
+    let b = CpuStorage::I64(vec![2, -5, 3].into());
+    assert_eq!(CpuBackend.binary(BinaryOp::Add, &a, &l, &b, &l).unwrap(), CpuStorage::I64(vec![3, -10, 10].into()));
+    assert_eq!(CpuBackend.binary(BinaryOp::Eq, &a, &l, &b, &l).unwrap(), CpuStorage::I64(vec![0, 1, 0].into()));
+    assert_eq!(CpuBackend.unary(UnaryOp::Abs, &a, &l).unwrap(), CpuStorage::I64(vec![1, 5, 7].into()));
     assert!(matches!(CpuBackend.unary(UnaryOp::Exp, &a, &l), Err(Error::DType { .. })));
     assert!(matches!(CpuBackend.binary(BinaryOp::Div, &a, &l, &b, &l), Err(Error::DType { .. })));
-    let f = CpuStorage::F32(vec![1.0; 3]);
+    let f = CpuStorage::F32(vec![1.0; 3].into());
     let e = CpuBackend.binary(BinaryOp::Add, &a, &l, &f, &l).unwrap_err();
     assert!(matches!(e, Error::DTypeMismatch { .. }) && e.to_string().contains("int64"), "{e}");
     assert!(matches!(

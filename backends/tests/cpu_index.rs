@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use stategrad_backends::{cpu::CpuBackend, CpuStorage, DType, Error, Kernels, Layout};
 
 fn idx_storage(rng: &mut Rng, n: usize, size: usize) -> CpuStorage {
-    CpuStorage::I64((0..n).map(|_| rng.below(size.max(1)) as i64).collect())
+    CpuStorage::I64((0..n).map(|_| rng.below(size.max(1)) as i64).collect::<Vec<_>>().into())
 }
 
 fn check_index_ops(seed: u64, shape: &[usize], dim: usize, view: View, f32: bool) {
@@ -110,51 +110,51 @@ fn index_ops_match_naive() {
 
 #[test]
 fn integer_index_ops() {
-    let x = CpuStorage::I64(vec![10, 20, 30, 40, 50, 60]);
+    let x = CpuStorage::I64(vec![10, 20, 30, 40, 50, 60].into());
     let l = Layout::contiguous(&[2, 3]);
-    let i = CpuStorage::I64(vec![2, 0]);
+    let i = CpuStorage::I64(vec![2, 0].into());
     let got = CpuBackend.index_select(&x, &l, 1, &i, &Layout::contiguous(&[2])).unwrap();
-    assert_eq!(got, CpuStorage::I64(vec![30, 10, 60, 40]));
-    let src = CpuStorage::I64(vec![1, 1, 1, 1]);
+    assert_eq!(got, CpuStorage::I64(vec![30, 10, 60, 40].into()));
+    let src = CpuStorage::I64(vec![1, 1, 1, 1].into());
     let li = Layout::contiguous(&[2, 2]);
-    let i = CpuStorage::I64(vec![1, 1, 0, 2]);
+    let i = CpuStorage::I64(vec![1, 1, 0, 2].into());
     let got = CpuBackend.scatter_add(&x, &l, 1, &i, &li, &src, &li).unwrap();
-    assert_eq!(got, CpuStorage::I64(vec![10, 22, 30, 41, 50, 61]), "repeated indices accumulate");
+    assert_eq!(got, CpuStorage::I64(vec![10, 22, 30, 41, 50, 61].into()), "repeated indices accumulate");
 }
 
 #[test]
 fn index_errors_name_the_op_and_index() {
-    let x = CpuStorage::F32(vec![0.0; 6]);
+    let x = CpuStorage::F32(vec![0.0; 6].into());
     let l = Layout::contiguous(&[2, 3]);
     let l1 = Layout::contiguous(&[1]);
     for bad in [3i64, -1] {
-        let i = CpuStorage::I64(vec![bad]);
+        let i = CpuStorage::I64(vec![bad].into());
         let e = CpuBackend.index_select(&x, &l, 1, &i, &l1).unwrap_err();
         assert!(matches!(e, Error::Index { op: "index_select", index, dim: 1, size: 3 } if index == bad), "{e}");
         assert_eq!(e.to_string(), format!("index_select: index {bad} out of range for dimension 1 of size 3"));
     }
-    let i = CpuStorage::I64(vec![0, 2]);
+    let i = CpuStorage::I64(vec![0, 2].into());
     let li = Layout::contiguous(&[2, 1]);
     let e = CpuBackend.gather(&x, &l, 0, &i, &li).unwrap_err();
     assert!(matches!(e, Error::Shape { op: "gather", .. }), "{e}"); // [2,1] vs [2,3] along dim 1
     let li = Layout::contiguous(&[1, 3]);
-    let i = CpuStorage::I64(vec![0, 2, 1]);
+    let i = CpuStorage::I64(vec![0, 2, 1].into());
     let e = CpuBackend.gather(&x, &l, 0, &i, &li).unwrap_err();
     assert!(matches!(e, Error::Index { op: "gather", index: 2, dim: 0, size: 2 }), "{e}");
     assert!(e.to_string().starts_with("gather:"), "{e}");
-    let src = CpuStorage::F32(vec![1.0; 3]);
+    let src = CpuStorage::F32(vec![1.0; 3].into());
     let e = CpuBackend.scatter_add(&x, &l, 0, &i, &li, &src, &li).unwrap_err();
     assert!(matches!(e, Error::Index { op: "scatter_add", index: 2, dim: 0, size: 2 }), "{e}");
-    let src64 = CpuStorage::F64(vec![1.0; 3]);
-    let ok = CpuStorage::I64(vec![0, 1, 1]);
+    let src64 = CpuStorage::F64(vec![1.0; 3].into());
+    let ok = CpuStorage::I64(vec![0, 1, 1].into());
     let e = CpuBackend.scatter_add(&x, &l, 0, &ok, &li, &src64, &li).unwrap_err();
     assert!(matches!(e, Error::DTypeMismatch { op: "scatter_add", lhs: DType::F32, rhs: DType::F64 }), "{e}");
-    let fi = CpuStorage::F32(vec![0.0]);
+    let fi = CpuStorage::F32(vec![0.0].into());
     let e = CpuBackend.index_select(&x, &l, 0, &fi, &l1).unwrap_err();
     assert!(matches!(e, Error::DType { op: "index_select", got: DType::F32, .. }), "{e}");
     let e = CpuBackend.index_select(&x, &l, 2, &ok, &l1).unwrap_err();
     assert!(matches!(e, Error::Dim { op: "index_select", dim: 2, rank: 2 }), "{e}");
-    let y = CpuStorage::F32(vec![0.0; 4]);
+    let y = CpuStorage::F32(vec![0.0; 4].into());
     let e = CpuBackend.cat(&[(&x, &l), (&y, &Layout::contiguous(&[2, 2]))], 0).unwrap_err();
     assert!(matches!(e, Error::Shape { op: "cat", .. }) && e.to_string().starts_with("cat:"), "{e}");
     let e = CpuBackend.cat(&[(&x, &l), (&src64, &Layout::contiguous(&[1, 3]))], 0).unwrap_err();

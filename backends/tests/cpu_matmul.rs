@@ -88,12 +88,12 @@ fn gemm_accumulates_and_checks_bounds() {
 #[test]
 fn matmul_errors_name_the_op() {
     let l = Layout::contiguous(&[2, 2]);
-    let i = CpuStorage::I64(vec![1; 4]);
+    let i = CpuStorage::I64(vec![1; 4].into());
     let e = CpuBackend.matmul(&i, &l, &i, &l).unwrap_err();
     assert!(matches!(e, Error::DType { op: "matmul", got: DType::I64, .. }), "{e}");
     assert!(e.to_string().starts_with("matmul:"), "{e}");
-    let f = CpuStorage::F32(vec![1.0; 4]);
-    let d = CpuStorage::F64(vec![1.0; 4]);
+    let f = CpuStorage::F32(vec![1.0; 4].into());
+    let d = CpuStorage::F64(vec![1.0; 4].into());
     let e = CpuBackend.matmul(&f, &l, &d, &l).unwrap_err();
     assert!(matches!(e, Error::DTypeMismatch { op: "matmul", lhs: DType::F32, rhs: DType::F64 }), "{e}");
     let e = CpuBackend.matmul(&f, &l, &f, &Layout::contiguous(&[4, 1])).unwrap_err();

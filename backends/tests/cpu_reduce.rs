@@ -163,25 +163,25 @@ fn large_reductions_cross_block_and_parallel_thresholds() {
 
 #[test]
 fn integer_reductions_and_nan() {
-    let x = CpuStorage::I64(vec![3, -1, 7, 7, 0, 2]);
+    let x = CpuStorage::I64(vec![3, -1, 7, 7, 0, 2].into());
     let l = Layout::contiguous(&[2, 3]);
     let sum = CpuBackend.reduce(ReduceOp::Sum, &x, &l, &[1]).unwrap();
-    assert_eq!(sum, CpuStorage::I64(vec![9, 9]));
+    assert_eq!(sum, CpuStorage::I64(vec![9, 9].into()));
     let max = CpuBackend.reduce(ReduceOp::Max, &x, &l, &[0]).unwrap();
-    assert_eq!(max, CpuStorage::I64(vec![7, 0, 7]));
+    assert_eq!(max, CpuStorage::I64(vec![7, 0, 7].into()));
     let am = CpuBackend.reduce(ReduceOp::ArgMax, &x, &l, &[1]).unwrap();
-    assert_eq!(am, CpuStorage::I64(vec![2, 0]), "first index on ties");
-    let x = CpuStorage::F64(vec![1.0, f64::NAN, 3.0, f64::NAN]);
+    assert_eq!(am, CpuStorage::I64(vec![2, 0].into()), "first index on ties");
+    let x = CpuStorage::F64(vec![1.0, f64::NAN, 3.0, f64::NAN].into());
     let l = Layout::contiguous(&[4]);
     let max = CpuBackend.reduce(ReduceOp::Max, &x, &l, &[0]).unwrap().to_f64_vec();
     assert!(max[0].is_nan(), "max propagates NaN");
     let am = CpuBackend.reduce(ReduceOp::ArgMax, &x, &l, &[0]).unwrap();
-    assert_eq!(am, CpuStorage::I64(vec![1]), "NaN is the max; first one wins");
+    assert_eq!(am, CpuStorage::I64(vec![1].into()), "NaN is the max; first one wins");
 }
 
 #[test]
 fn reduce_errors_name_the_op() {
-    let x = CpuStorage::F32(vec![0.0; 6]);
+    let x = CpuStorage::F32(vec![0.0; 6].into());
     let l = Layout::contiguous(&[2, 3]);
     let e = CpuBackend.reduce(ReduceOp::Sum, &x, &l, &[2]).unwrap_err();
     assert!(matches!(e, Error::Dim { op: "sum", dim: 2, rank: 2 }), "{e}");
@@ -191,9 +191,9 @@ fn reduce_errors_name_the_op() {
     let e = CpuBackend.reduce(ReduceOp::ArgMax, &x, &l, &[0, 1]).unwrap_err();
     assert!(matches!(e, Error::Shape { op: "argmax", .. }) && e.to_string().contains("argmax"), "{e}");
     let empty = Layout::contiguous(&[2, 0]);
-    let e = CpuBackend.reduce(ReduceOp::Min, &CpuStorage::F32(vec![]), &empty, &[1]).unwrap_err();
+    let e = CpuBackend.reduce(ReduceOp::Min, &CpuStorage::F32(vec![].into()), &empty, &[1]).unwrap_err();
     assert!(matches!(e, Error::Shape { op: "min", .. }), "{e}");
-    let e = CpuBackend.softmax(&CpuStorage::I64(vec![1; 6]), &l, 1, false).unwrap_err();
+    let e = CpuBackend.softmax(&CpuStorage::I64(vec![1; 6].into()), &l, 1, false).unwrap_err();
     assert!(matches!(e, Error::DType { op: "softmax", got: DType::I64, .. }), "{e}");
     assert!(e.to_string().starts_with("softmax:"), "{e}");
     let e = CpuBackend.softmax(&x, &l, 2, true).unwrap_err();

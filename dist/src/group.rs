@@ -120,7 +120,7 @@ pub(crate) fn check_into<G: ProcessGroup + ?Sized>(g: &G, op: &'static str, send
     Ok(())
 }
 
-const TAGS: [DType; 3] = [DType::F32, DType::F64, DType::I64];
+const TAGS: [DType; 5] = [DType::F32, DType::F64, DType::I64, DType::F16, DType::BF16];
 
 /// dtype tag, rank, shape (u64 each), then the elements, little-endian.
 pub(crate) fn tensor_to_bytes(t: &Tensor) -> Result<Vec<u8>> {
@@ -132,6 +132,10 @@ pub(crate) fn tensor_to_bytes(t: &Tensor) -> Result<Vec<u8>> {
         DType::F32 => t.to_vec::<f32>()?.iter().for_each(|x| out.extend(x.to_le_bytes())),
         DType::F64 => t.to_vec::<f64>()?.iter().for_each(|x| out.extend(x.to_le_bytes())),
         DType::I64 => t.to_vec::<i64>()?.iter().for_each(|x| out.extend(x.to_le_bytes())),
+        // Half precision travels as f32 (exact both ways) and is cast back on arrival.
+        DType::F16 | DType::BF16 => {
+            t.to_dtype(DType::F32)?.to_vec::<f32>()?.iter().for_each(|x| out.extend(x.to_le_bytes()))
+        }
     }
     Ok(out)
 }
@@ -152,6 +156,10 @@ pub(crate) fn tensor_from_bytes(b: &[u8], device: Device) -> std::result::Result
         DType::F32 => {
             let v: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
             Tensor::from_vec(v, &shape, device).map_err(fail)
+        }
+        DType::F16 | DType::BF16 => {
+            let v: Vec<f32> = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            Tensor::from_vec(v, &shape, device).and_then(|t| t.to_dtype(dtype)).map_err(fail)
         }
         DType::F64 => {
             let v: Vec<f64> =

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use stategrad_autograd::{DType, Device, Grads, Result, Tensor};
+use stategrad_autograd::{DType, Device, Error, Grads, Result, Tensor};
 use stategrad_backends::cpu::Pooled;
 use stategrad_backends::{HostElement, Storage};
 use stategrad_nn::{Buffer, Forward, Module, Param, Visitor, VisitorMut};
@@ -379,6 +379,12 @@ impl<M: Module> DataParallel<M> {
             DType::F32 => reduce!(f32, all_reduce_sum_into_f32),
             DType::F64 => reduce!(f64, all_reduce_sum_into_f64),
             DType::I64 => return Ok(()),
+            DType::F16 | DType::BF16 => {
+                return Err(Error::Unsupported {
+                    op: OP,
+                    msg: "half-precision gradients (keep master weights in f32 and cast for compute)".into(),
+                })
+            }
         };
         let mut at = 0;
         for (_, p) in bucket {

@@ -1,7 +1,7 @@
 //! The training loop of the CapsNet example, shared with `tests/capsnet.rs` and
 //! `benches/capsnet.rs`: one Adam step, an epoch over seeded shuffled (and shifted) batches,
 //! evaluation, and checkpoints holding model, optimizer and loop state in one safetensors
-//! file (written atomically).
+//! file (the library's training checkpoint: written atomically, restored in one call).
 //!
 //! Reproducibility: the batches of epoch `e` depend only on `(seed, e)` (see
 //! [`crate::data::epoch_seed`]) and the learning rate only on `e`, so resuming from the
@@ -13,11 +13,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stategrad::autograd::{no_grad, DType, Device, Error, Grads, Result, Tensor};
+use serde_json::json;
+use stategrad::autograd::{no_grad, DType, Device, Error, Grads, Result};
 use stategrad::dist::{DataParallel, ProcessGroup, SyncConfig};
 use stategrad::nn::capsule::CapsNet;
-use stategrad::nn::optim::{Adam, AdamConfig, Optimizer, OptimizerState, ParamState};
-use stategrad::nn::{load_safetensors, save_safetensors, Module, SerTensor, StateDict};
+use stategrad::nn::checkpoint::{load_training_checkpoint, save_training_checkpoint};
+use stategrad::nn::optim::{Adam, AdamConfig, Optimizer};
+use stategrad::nn::{load_safetensors, LoadOptions, Module, StateDict};
 
 use crate::data::{epoch_seed, mix, permutation, Batch, Mnist};
 
@@ -216,66 +218,35 @@ impl Trainer {
         Ok(sum / count.max(1) as f64)
     }
 
-    /// Writes model, optimizer and history to `path` (one safetensors file, atomically).
+    /// Writes model, optimizer and history to `path`: one library training checkpoint
+    /// (`save_training_checkpoint`: one safetensors file, atomic), the loop state as its
+    /// user metadata.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let mut sd = StateDict::new();
-        for (k, t) in self.model.state_dict().iter() {
-            sd.insert(format!("model.{k}"), t.clone());
-        }
-        let opt = self.opt.state_dict()?;
-        for (g, group) in opt.groups.iter().enumerate() {
-            sd.insert(format!("optim.{g}.hyper"), host_f64(&[group.lr, group.weight_decay])?);
-            for (p, state) in group.params.iter().enumerate() {
-                sd.insert(format!("optim.{g}.{p}.step"), Tensor::from_vec(vec![state.step as i64], &[1], Device::Cpu)?);
-                for (name, t) in &state.tensors {
-                    sd.insert(format!("optim.{g}.{p}.{name}"), t.to_tensor(Device::Cpu)?);
-                }
-            }
-        }
-        let rows: Vec<f64> = self.history.iter().flat_map(|r| [r.train_loss, r.test_acc, r.seconds]).collect();
-        sd.insert("train.history", Tensor::from_vec(rows, &[self.history.len(), 3], Device::Cpu)?);
-        sd.insert("train.seed", Tensor::from_vec(vec![self.cfg.seed as i64], &[1], Device::Cpu)?);
-        save_safetensors(&sd, path)
+        // JSON has no NaN (an epoch not evaluated): such values travel as null.
+        let num = |x: f64| if x.is_finite() { json!(x) } else { json!(null) };
+        let history: Vec<_> =
+            self.history.iter().map(|r| json!([num(r.train_loss), num(r.test_acc), num(r.seconds)])).collect();
+        let user = json!({ "epoch": self.history.len(), "seed": self.cfg.seed, "history": history });
+        save_training_checkpoint(path, &self.model, &self.opt, &user)
     }
 
-    /// Restores what [`Trainer::save`] wrote (the model must have the same sizes). The seed
-    /// is taken from the checkpoint so that the resumed epochs see the same batches.
+    /// Restores what [`Trainer::save`] wrote (the model must have the same sizes), strictly:
+    /// model and optimizer (matched by parameter name) or nothing. The seed is taken from
+    /// the checkpoint so that the resumed epochs see the same batches.
     pub fn restore(&mut self, path: &Path) -> Result<()> {
-        let sd = load_safetensors(path)?;
-        let bad = |msg: String| Error::Format { path: path.display().to_string(), msg };
-        load_model(&self.model, &sd, path)?;
-        let mut state = self.opt.state_dict()?;
-        for (g, group) in state.groups.iter_mut().enumerate() {
-            let hyper = sd.get(&format!("optim.{g}.hyper")).ok_or_else(|| bad(format!("no optim.{g}.hyper")))?;
-            let hyper = hyper.to_f64_vec()?;
-            (group.lr, group.weight_decay) = (hyper[0], hyper[1]);
-            for (p, slot) in group.params.iter_mut().enumerate() {
-                let prefix = format!("optim.{g}.{p}.");
-                *slot = ParamState::default();
-                for (k, t) in sd.iter().filter(|(k, _)| k.starts_with(&prefix)) {
-                    match &k[prefix.len()..] {
-                        "step" => slot.step = t.item()? as u64,
-                        name => {
-                            slot.tensors.insert(name.to_string(), SerTensor::from_tensor(t)?);
-                        }
-                    }
-                }
-            }
-        }
-        self.opt.load_state_dict(&OptimizerState { kind: state.kind, groups: state.groups })?;
-        let hist = sd.get("train.history").ok_or_else(|| bad("no train.history (not a training checkpoint)".into()))?;
-        let rows = hist.to_f64_vec()?;
-        self.history =
-            rows.chunks(3).map(|r| EpochRecord { train_loss: r[0], test_acc: r[1], seconds: r[2] }).collect();
-        if let Some(seed) = sd.get("train.seed") {
-            self.cfg.seed = seed.item()? as u64;
+        let bad = |msg: &str| Error::Format { path: path.display().to_string(), msg: msg.into() };
+        let ckpt = load_training_checkpoint(path, &self.model, &mut self.opt, &LoadOptions::default())?;
+        let rows = ckpt.user["history"].as_array().ok_or_else(|| bad("no history (not a CapsNet checkpoint)"))?;
+        let value = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        self.history = rows
+            .iter()
+            .map(|r| EpochRecord { train_loss: value(&r[0]), test_acc: value(&r[1]), seconds: value(&r[2]) })
+            .collect();
+        if let Some(seed) = ckpt.user["seed"].as_u64() {
+            self.cfg.seed = seed;
         }
         Ok(())
     }
-}
-
-fn host_f64(v: &[f64]) -> Result<Tensor> {
-    Tensor::from_vec(v.to_vec(), &[v.len()], Device::Cpu)
 }
 
 /// Loads the model part of a checkpoint (keys `model.*`), or a plain model state dict,

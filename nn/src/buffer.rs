@@ -70,6 +70,21 @@ impl Buffer {
         Ok(())
     }
 
+    /// Gives an unmaterialised buffer (of a model built in deferred mode) its data: `t` must
+    /// have the buffer's shape and dtype, on any device. What a module's
+    /// `Module::reset_non_persistent_buffers` calls.
+    pub fn materialize(&self, t: Tensor) -> Result<()> {
+        let mut d = write(&self.0.data);
+        if d.shape() != t.shape() || d.dtype() != t.dtype() {
+            return Err(stategrad_autograd::Error::State {
+                op: "Buffer::materialize",
+                msg: format!("expected a {:?} {} tensor, got {:?} {}", d.shape(), d.dtype(), t.shape(), t.dtype()),
+            });
+        }
+        *d = t.detach();
+        Ok(())
+    }
+
     /// Replaces the data with a tensor of any dtype or device (moves).
     pub(crate) fn put(&self, t: Tensor) {
         *write(&self.0.data) = t.detach();

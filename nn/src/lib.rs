@@ -43,6 +43,7 @@ pub mod functional;
 mod functional_call;
 mod hooks;
 pub mod layers;
+mod load;
 mod module;
 pub mod optim;
 mod param;
@@ -60,6 +61,7 @@ pub use ema::{Ema, EmaConfig, FloatBuffers, Warmup};
 pub use functional_call::{functional_call, FunctionalOutput};
 pub use hooks::{ForwardHooks, Hooked};
 pub use layers::*;
+pub use load::{LoadOptions, PostLoadHook, PostSaveHook, PreLoadHook, PreSaveHook, SaveOptions, ShapeMismatch};
 pub use module::{derive_support, Forward, Module, Training, Visitor, VisitorMut};
 pub use param::Param;
 /// petgraph, whose graph type [`StateGraph::graph`] returns.
@@ -67,7 +69,8 @@ pub use petgraph;
 pub use registry::ModuleDict;
 pub use state_dict::StateDict;
 pub use state_graph::{StateGraph, StateNode};
-pub use stategrad_autograd::{LoadReport, Mismatch, UnmatchedKey};
+pub use stategrad_autograd::meta::deferred;
+pub use stategrad_autograd::{Cast, LoadReport, Migrated, Mismatch, Renamed, UnmatchedKey};
 pub use stategrad_autograd::{SerData, SerTensor};
 /// `#[derive(Module)]`: writes [`Module::visit`] from a struct's fields, each visited through
 /// its type's [`VisitState`]; a field whose type implements none is a compile error naming

@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use stategrad_autograd::{DType, Device, Result, Tensor};
+use stategrad_autograd::{DType, Device, Migrated, Result, Tensor};
 
-use crate::state_dict::{load_into, StateDict};
+use crate::load::{LoadOptions, SaveOptions};
+use crate::state_dict::StateDict;
 use crate::state_graph::StateGraph;
 use crate::LoadReport;
 use crate::{Buffer, Param};
@@ -299,9 +300,43 @@ pub trait Module {
     /// Loads `sd` into this module's parameters and persistent buffers (moved to each
     /// handle's device). Strict: any missing or unexpected key, or any shape or dtype
     /// mismatch, fails with one [`stategrad_autograd::Error::Load`] carrying the report, and
-    /// nothing is changed. Not strict: loads what matches and reports the rest.
+    /// nothing is changed. Not strict: loads what matches and reports the rest. Module
+    /// migrations ([`Module::upgrade_state`]) run first. See [`Module::load_state_dict_with`].
     fn load_state_dict(&self, sd: &StateDict, strict: bool) -> Result<LoadReport> {
-        load_into(&self.state_graph(), sd, strict)
+        self.load_state_dict_with(sd, &LoadOptions::default().strict(strict))
+    }
+
+    /// Loads `sd` following `opts` (prefixes, casts, shape policy, hooks, materialisation
+    /// of a model built with [`crate::deferred`]); every action is in the report.
+    fn load_state_dict_with(&self, sd: &StateDict, opts: &LoadOptions) -> Result<LoadReport> {
+        with_root(self, |m| crate::load::load_module(m, sd, &Default::default(), opts, "load_state_dict"))
+    }
+
+    /// The version of this module's own state layout (default 1). A module that changes
+    /// the names or shapes of its state bumps it and upgrades older states in
+    /// [`Module::upgrade_state`]; saves record it in the file's metadata.
+    fn state_version(&self) -> u32 {
+        1
+    }
+
+    /// Rewrites the incoming `state` for this module, whose keys start with `prefix` (`""`
+    /// for the root, else `"path."`), before it is loaded: renames from older versions,
+    /// keys of foreign layouts to drop. `from_version` is the version the file recorded
+    /// for this module (1 when a stategrad file recorded none), `None` for a file without
+    /// version metadata (PyTorch's). Returns what it changed, for the load report.
+    fn upgrade_state(&self, prefix: &str, state: &mut StateDict, from_version: Option<u32>) -> Result<Vec<Migrated>> {
+        let _ = (prefix, state, from_version);
+        Ok(Vec::new())
+    }
+
+    /// Computes this module's own non-persistent buffers on `device` (with
+    /// [`Buffer::materialize`]) when it was built with [`crate::deferred`]: no checkpoint
+    /// holds them, so the module that owns one says how to rebuild it (a positional-encoding
+    /// table, a precomputed matrix). Called after a load materialised the model; a
+    /// non-persistent buffer left unmaterialised is then an error naming it.
+    fn reset_non_persistent_buffers(&self, device: Device) -> Result<()> {
+        let _ = device;
+        Ok(())
     }
 
     /// Moves every parameter and buffer (persistent or not) to `device`, in place: handles
@@ -409,20 +444,81 @@ pub trait Module {
     }
 
     /// Writes the `state_dict` to a safetensors file (a `&str`, `String`, `Path`, ...),
-    /// atomically. (Not on `dyn Module`; a `Box<dyn Module>` has it.)
+    /// atomically, streaming each tensor; module state versions and tied weights (saved
+    /// once) are recorded in the metadata. (Not on `dyn Module`; a `Box<dyn Module>` has it.)
     fn save_safetensors(&self, path: impl AsRef<Path>) -> Result<()>
     where
         Self: Sized,
     {
-        crate::checkpoint::save_safetensors(&self.state_dict(), path)
+        self.save_safetensors_with(path, &SaveOptions::default())
     }
 
-    /// Reads a safetensors file and loads it ([`Module::load_state_dict`]).
+    /// [`Module::save_safetensors`] with extra metadata and save hooks.
+    fn save_safetensors_with(&self, path: impl AsRef<Path>, opts: &SaveOptions) -> Result<()>
+    where
+        Self: Sized,
+    {
+        with_root(self, |m| crate::load::save_module(m, path.as_ref(), opts))
+    }
+
+    /// Reads a safetensors file (memory-mapped) and loads it ([`Module::load_state_dict`]).
     fn load_safetensors(&self, path: impl AsRef<Path>, strict: bool) -> Result<LoadReport>
     where
         Self: Sized,
     {
-        self.load_state_dict(&crate::checkpoint::load_safetensors(path)?, strict)
+        self.load_safetensors_with(path, &LoadOptions::default().strict(strict))
+    }
+
+    /// Reads a safetensors file and loads it following `opts`, with the file's metadata
+    /// (state versions, ties). Zero-copy on the CPU when the dtypes match (see
+    /// [`crate::checkpoint`]); materialises a deferred model on `opts.device`.
+    fn load_safetensors_with(&self, path: impl AsRef<Path>, opts: &LoadOptions) -> Result<LoadReport>
+    where
+        Self: Sized,
+    {
+        let (sd, meta) = crate::checkpoint::read_safetensors(path.as_ref(), opts.mmap)?;
+        with_root(self, |m| crate::load::load_module(m, &sd, &meta, opts, "load_safetensors"))
+    }
+}
+
+/// `m` as a `&dyn Module` for the loaders, through one non-generic wrapper (a generic one
+/// would instantiate the provided methods of wrappers of wrappers without end).
+fn with_root<M: Module + ?Sized, R>(m: &M, f: impl FnOnce(&dyn Module) -> R) -> R {
+    let root = Root {
+        visit: &|v| m.visit(v),
+        type_name: m.type_name(),
+        version: m.state_version(),
+        upgrade: &|p, s, from| m.upgrade_state(p, s, from),
+        reset: &|d| m.reset_non_persistent_buffers(d),
+    };
+    f(&root)
+}
+
+type UpgradeFn<'a> = &'a dyn Fn(&str, &mut StateDict, Option<u32>) -> Result<Vec<Migrated>>;
+
+struct Root<'a> {
+    visit: &'a dyn Fn(&mut dyn Visitor),
+    type_name: &'static str,
+    version: u32,
+    upgrade: UpgradeFn<'a>,
+    reset: &'a dyn Fn(Device) -> Result<()>,
+}
+
+impl Module for Root<'_> {
+    fn visit(&self, v: &mut dyn Visitor) {
+        (self.visit)(v)
+    }
+    fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+    fn state_version(&self) -> u32 {
+        self.version
+    }
+    fn upgrade_state(&self, prefix: &str, state: &mut StateDict, from: Option<u32>) -> Result<Vec<Migrated>> {
+        (self.upgrade)(prefix, state, from)
+    }
+    fn reset_non_persistent_buffers(&self, device: Device) -> Result<()> {
+        (self.reset)(device)
     }
 }
 
@@ -459,6 +555,15 @@ impl<M: Module + ?Sized> Module for Box<M> {
     fn type_name(&self) -> &'static str {
         (**self).type_name()
     }
+    fn state_version(&self) -> u32 {
+        (**self).state_version()
+    }
+    fn upgrade_state(&self, prefix: &str, state: &mut StateDict, from: Option<u32>) -> Result<Vec<Migrated>> {
+        (**self).upgrade_state(prefix, state, from)
+    }
+    fn reset_non_persistent_buffers(&self, device: Device) -> Result<()> {
+        (**self).reset_non_persistent_buffers(device)
+    }
 }
 
 /// Support for the code `#[derive(Module)]` and [`crate::VisitState`] write (not for direct
@@ -485,6 +590,8 @@ pub mod derive_support {
             FieldFns { visit: T::visit_state, visit_mut: T::visit_state_mut }
         }
     }
+    use crate::StateDict;
+    use stategrad_autograd::{Device, Migrated, Result};
 
     /// A module whose `visit` is a closure (list and map fields: entries by index or key).
     pub struct FnModule<F: Fn(&mut dyn Visitor)>(pub F);
@@ -512,6 +619,15 @@ pub mod derive_support {
         }
         fn type_name(&self) -> &'static str {
             self.0.type_name()
+        }
+        fn state_version(&self) -> u32 {
+            self.0.state_version()
+        }
+        fn upgrade_state(&self, prefix: &str, state: &mut StateDict, from: Option<u32>) -> Result<Vec<Migrated>> {
+            self.0.upgrade_state(prefix, state, from)
+        }
+        fn reset_non_persistent_buffers(&self, device: Device) -> Result<()> {
+            self.0.reset_non_persistent_buffers(device)
         }
     }
 

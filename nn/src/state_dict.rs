@@ -1,10 +1,8 @@
-//! `StateDict` (ordered name -> tensor), loading one into a module (`LoadReport`, strict
-//! and non-strict), and "did you mean" suggestions for unknown keys.
+//! `StateDict` (ordered name -> tensor) and "did you mean" suggestions for unknown keys
+//! (loading lives in `load.rs`).
 use std::collections::HashMap;
 
-use stategrad_autograd::{Error, LoadReport, Mismatch, Result, Tensor, UnmatchedKey};
-
-use crate::state_graph::{StateGraph, StateNode};
+use stategrad_autograd::Tensor;
 
 /// Tensors by dotted name, in insertion order (a module's `state_dict`, a checkpoint).
 #[derive(Clone, Default, Debug)]
@@ -99,75 +97,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The candidate closest to `key`, if within a third of its length (at least 2 edits).
-fn suggest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn suggest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<String> {
     let limit = (key.chars().count() / 3).max(2);
     candidates
         .map(|c| (edit_distance(key, c), c))
         .filter(|&(d, _)| d <= limit)
         .min_by_key(|&(d, _)| d)
         .map(|(_, c)| c.to_string())
-}
-
-/// Loads `sd` into the graph's parameters and persistent buffers: validates every key
-/// first, then assigns (all or, when strict and anything is wrong, nothing).
-pub(crate) fn load_into(graph: &StateGraph, sd: &StateDict, strict: bool) -> Result<LoadReport> {
-    let mut report = LoadReport::default();
-    let mut staged = Vec::new();
-    let saved: Vec<_> = graph.saved().collect();
-    // A tied handle may be found under any of its names; its first name is preferred.
-    let mut aliases: HashMap<_, Vec<&str>> = HashMap::new();
-    for (name, idx) in graph.names() {
-        aliases.entry(*idx).or_default().push(name.as_str());
-    }
-    let known: HashMap<&str, ()> =
-        saved.iter().flat_map(|(idx, _)| aliases.get(idx).into_iter().flatten().map(|n| (*n, ()))).collect();
-    for (idx, node) in &saved {
-        let names = aliases.get(idx).map(Vec::as_slice).unwrap_or(&[]);
-        let Some((key, t)) = names.iter().find_map(|n| sd.get(n).map(|t| (*n, t))) else {
-            report.missing.push(UnmatchedKey { key: node.path().to_string(), suggestion: None });
-            continue;
-        };
-        let current = match node {
-            StateNode::Param { param, .. } => param.data(),
-            StateNode::Buffer { buffer, .. } => buffer.tensor(),
-            StateNode::Module { .. } => continue,
-        };
-        let mismatch = || Mismatch {
-            key: key.to_string(),
-            expected_shape: current.shape().to_vec(),
-            found_shape: t.shape().to_vec(),
-            expected_dtype: current.dtype(),
-            found_dtype: t.dtype(),
-        };
-        if t.shape() != current.shape() {
-            report.shape_mismatches.push(mismatch());
-        } else if t.dtype() != current.dtype() {
-            report.dtype_mismatches.push(mismatch());
-        } else {
-            staged.push((*node, t.to_device(current.device())?));
-            report.loaded.push(node.path().to_string());
-        }
-    }
-    for k in sd.keys().filter(|k| !known.contains_key(k)) {
-        let suggestion = suggest(k, report.missing.iter().map(|m| m.key.as_str()).chain(known.keys().copied()));
-        report.unexpected.push(UnmatchedKey { key: k.to_string(), suggestion });
-    }
-    let unexpected: Vec<String> = report.unexpected.iter().map(|u| u.key.clone()).collect();
-    for m in &mut report.missing {
-        m.suggestion = suggest(&m.key, unexpected.iter().map(String::as_str));
-    }
-    if strict && !report.is_clean() {
-        report.loaded.clear(); // nothing was
-        return Err(Error::Load { op: "load_state_dict", report: Box::new(report) });
-    }
-    for (node, t) in staged {
-        match node {
-            StateNode::Param { param, .. } => param.put(t),
-            StateNode::Buffer { buffer, .. } => buffer.put(t),
-            StateNode::Module { .. } => {}
-        }
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -238,6 +238,18 @@ impl StateGraph {
         &self.names
     }
 
+    /// Tied weights: every further name of a saved parameter or buffer, with its first
+    /// name (the key a `state_dict` holds it under), in walk order.
+    pub fn ties(&self) -> Vec<(String, String)> {
+        let saved: HashMap<NodeIndex, &str> = self.saved().map(|(i, n)| (i, n.path())).collect();
+        self.names
+            .iter()
+            .filter_map(|(name, idx)| {
+                saved.get(idx).filter(|first| **first != name).map(|f| (name.clone(), f.to_string()))
+            })
+            .collect()
+    }
+
     /// Parameters and persistent buffers by first name.
     pub fn state_dict(&self) -> StateDict {
         let mut sd = StateDict::new();

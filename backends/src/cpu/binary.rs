@@ -49,10 +49,10 @@ fn int_op(op: BinaryOp) -> Option<fn(i64, i64) -> i64> {
 /// `op(a, b)` over two views of one shape.
 pub fn binary(op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
     Ok(match (a, b) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(float_binary(op, a, la, b, lb)?),
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(float_binary(op, a, la, b, lb)?),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(float_binary(op, a, la, b, lb)?.into()),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(float_binary(op, a, la, b, lb)?.into()),
         (CpuStorage::I64(a), CpuStorage::I64(b)) => match int_op(op) {
-            Some(f) => CpuStorage::I64(zip_strided(a, la, b, lb, f)?),
+            Some(f) => CpuStorage::I64(zip_strided(a, la, b, lb, f)?.into()),
             None => {
                 return Err(Error::DType {
                     op: "binary",
@@ -78,6 +78,7 @@ pub fn where_cond(
         CpuStorage::F32(c) => super::map_strided(c, lc, |v| v != 0.0),
         CpuStorage::F64(c) => super::map_strided(c, lc, |v| v != 0.0),
         CpuStorage::I64(c) => super::map_strided(c, lc, |v| v != 0),
+        CpuStorage::F16(_) | CpuStorage::BF16(_) => return Err(super::half_in_kernel("where")),
     }?;
     fn pick<T: crate::cpu::Pooled + Sync + Default>(
         m: &[bool],
@@ -97,9 +98,9 @@ pub fn where_cond(
         }
     }
     Ok(match (a, b) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(pick(&mask, a, la, b, lb)?),
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(pick(&mask, a, la, b, lb)?),
-        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(pick(&mask, a, la, b, lb)?),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(pick(&mask, a, la, b, lb)?.into()),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(pick(&mask, a, la, b, lb)?.into()),
+        (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(pick(&mask, a, la, b, lb)?.into()),
         _ => return Err(Error::DTypeMismatch { op: "where", lhs: a.dtype(), rhs: b.dtype() }),
     })
 }

@@ -277,8 +277,8 @@ fn grad_weight<T: Float>(g: &Geo, x: &[T], grad: &[T]) -> Result<Vec<T>> {
 macro_rules! float_pair {
     ($op:expr, $a:expr, $b:expr, |$x:ident, $y:ident| $body:expr) => {
         match ($a, $b) {
-            (CpuStorage::F32($x), CpuStorage::F32($y)) => CpuStorage::F32($body),
-            (CpuStorage::F64($x), CpuStorage::F64($y)) => CpuStorage::F64($body),
+            (CpuStorage::F32($x), CpuStorage::F32($y)) => CpuStorage::F32($body.into()),
+            (CpuStorage::F64($x), CpuStorage::F64($y)) => CpuStorage::F64($body.into()),
             (CpuStorage::I64(_), CpuStorage::I64(_)) => {
                 return Err(Error::DType { op: $op, expected: "a float dtype (f32 or f64)", got: DType::I64 })
             }

@@ -83,9 +83,10 @@ pub fn index_select(x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, l
     }
     let idx = indices(OP, idx, li, dim, lx.shape()[dim])?;
     Ok(match x {
-        CpuStorage::F32(v) => CpuStorage::F32(index_select_typed(v, lx, dim, &idx)?),
-        CpuStorage::F64(v) => CpuStorage::F64(index_select_typed(v, lx, dim, &idx)?),
-        CpuStorage::I64(v) => CpuStorage::I64(index_select_typed(v, lx, dim, &idx)?),
+        CpuStorage::F32(v) => CpuStorage::F32(index_select_typed(v, lx, dim, &idx)?.into()),
+        CpuStorage::F64(v) => CpuStorage::F64(index_select_typed(v, lx, dim, &idx)?.into()),
+        CpuStorage::I64(v) => CpuStorage::I64(index_select_typed(v, lx, dim, &idx)?.into()),
+        CpuStorage::F16(_) | CpuStorage::BF16(_) => return Err(super::half_in_kernel(OP)),
     })
 }
 
@@ -117,9 +118,10 @@ pub fn gather(x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, li: &La
     }
     let idx = indices(OP, idx, li, dim, lx.shape()[dim])?;
     Ok(match x {
-        CpuStorage::F32(v) => CpuStorage::F32(gather_typed(v, lx, dim, &idx, li)?),
-        CpuStorage::F64(v) => CpuStorage::F64(gather_typed(v, lx, dim, &idx, li)?),
-        CpuStorage::I64(v) => CpuStorage::I64(gather_typed(v, lx, dim, &idx, li)?),
+        CpuStorage::F32(v) => CpuStorage::F32(gather_typed(v, lx, dim, &idx, li)?.into()),
+        CpuStorage::F64(v) => CpuStorage::F64(gather_typed(v, lx, dim, &idx, li)?.into()),
+        CpuStorage::I64(v) => CpuStorage::I64(gather_typed(v, lx, dim, &idx, li)?.into()),
+        CpuStorage::F16(_) | CpuStorage::BF16(_) => return Err(super::half_in_kernel(OP)),
     })
 }
 
@@ -170,9 +172,15 @@ pub fn scatter_add(
     }
     let idx = indices(OP, idx, li, dim, ld.shape()[dim])?;
     Ok(match (dst, src) {
-        (CpuStorage::F32(d), CpuStorage::F32(s)) => CpuStorage::F32(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?),
-        (CpuStorage::F64(d), CpuStorage::F64(s)) => CpuStorage::F64(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?),
-        (CpuStorage::I64(d), CpuStorage::I64(s)) => CpuStorage::I64(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?),
+        (CpuStorage::F32(d), CpuStorage::F32(s)) => {
+            CpuStorage::F32(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?.into())
+        }
+        (CpuStorage::F64(d), CpuStorage::F64(s)) => {
+            CpuStorage::F64(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?.into())
+        }
+        (CpuStorage::I64(d), CpuStorage::I64(s)) => {
+            CpuStorage::I64(scatter_add_typed(d, ld, dim, &idx, li, s, ls)?.into())
+        }
         _ => return Err(Error::DTypeMismatch { op: OP, lhs: dst.dtype(), rhs: src.dtype() }),
     })
 }
@@ -218,8 +226,15 @@ pub fn cat(parts: &[(&CpuStorage, &Layout)], dim: usize) -> Result<CpuStorage> {
     // The dtypes were checked equal above, so the typed view of every part exists.
     let mismatch = || Error::DType { op: OP, expected: "one dtype for all parts", got: first.dtype() };
     Ok(match first.dtype() {
-        DType::F32 => CpuStorage::F32(cat_typed(&typed_parts::<f32>(parts).ok_or_else(mismatch)?, dim, &out_shape)?),
-        DType::F64 => CpuStorage::F64(cat_typed(&typed_parts::<f64>(parts).ok_or_else(mismatch)?, dim, &out_shape)?),
-        DType::I64 => CpuStorage::I64(cat_typed(&typed_parts::<i64>(parts).ok_or_else(mismatch)?, dim, &out_shape)?),
+        DType::F32 => {
+            CpuStorage::F32(cat_typed(&typed_parts::<f32>(parts).ok_or_else(mismatch)?, dim, &out_shape)?.into())
+        }
+        DType::F64 => {
+            CpuStorage::F64(cat_typed(&typed_parts::<f64>(parts).ok_or_else(mismatch)?, dim, &out_shape)?.into())
+        }
+        DType::I64 => {
+            CpuStorage::I64(cat_typed(&typed_parts::<i64>(parts).ok_or_else(mismatch)?, dim, &out_shape)?.into())
+        }
+        DType::F16 | DType::BF16 => return Err(super::half_in_kernel(OP)),
     })
 }

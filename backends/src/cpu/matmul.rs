@@ -190,8 +190,8 @@ pub fn matmul(a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Resul
         ));
     }
     Ok(match (a, b) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(matmul_typed(a, la, b, lb)?),
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(matmul_typed(a, la, b, lb)?),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(matmul_typed(a, la, b, lb)?.into()),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(matmul_typed(a, la, b, lb)?.into()),
         (CpuStorage::I64(_), CpuStorage::I64(_)) => {
             return Err(Error::DType { op: OP, expected: "a float dtype (f32 or f64)", got: a.dtype() })
         }

@@ -230,6 +230,43 @@ fn rand_vec<T: Element + Pooled>(numel: usize, dist: Distribution, seed: u64) ->
     }
 }
 
+/// The error of a kernel reached by a half-precision operand: the backend widens those to
+/// f32 before any kernel runs (see [`Widened`]), so this names a bug, never user input.
+pub(crate) fn half_in_kernel(op: &'static str) -> Error {
+    Error::Unsupported { op, msg: "half-precision operands are computed through f32".into() }
+}
+
+/// Half-precision compute goes through f32: operands of dtype f16 / bf16 are widened
+/// (contiguous f32 copies) before a kernel runs, and float results narrowed back.
+struct Widened {
+    half: Option<DType>,
+}
+
+impl Widened {
+    /// The half dtype shared by `dtypes` (all equal and half), else `None`: mixed dtypes
+    /// reach the kernels unchanged and fail there as mismatches.
+    fn of(dtypes: &[DType]) -> Widened {
+        let first = dtypes.first().copied().filter(|d| d.is_half());
+        Widened { half: first.filter(|d| dtypes.iter().all(|x| x == d)) }
+    }
+
+    /// `x` as f32 with its (now contiguous) layout, when widening; else unchanged.
+    fn arg<'a>(&self, x: &'a CpuStorage, l: &'a Layout) -> Result<(std::borrow::Cow<'a, CpuStorage>, Layout)> {
+        Ok(match self.half {
+            Some(_) => (std::borrow::Cow::Owned(CpuBackend.cast(x, l, DType::F32)?), Layout::contiguous(l.shape())),
+            None => (std::borrow::Cow::Borrowed(x), l.clone()),
+        })
+    }
+
+    /// A float result narrowed back to the half dtype (integer results, argmax, unchanged).
+    fn out(&self, y: CpuStorage) -> Result<CpuStorage> {
+        match (self.half, &y) {
+            (Some(h), CpuStorage::F32(_)) => CpuBackend.cast(&y, &Layout::contiguous(&[y.len()]), h),
+            _ => Ok(y),
+        }
+    }
+}
+
 fn cast_vec<T: Element, U: Element + Pooled>(x: &[T], l: &Layout) -> Result<Vec<U>> {
     map_strided(x, l, |v| U::from_f64(v.to_f64()))
 }
@@ -252,9 +289,11 @@ impl Kernels for CpuBackend {
     fn fill(&self, numel: usize, dtype: DType, value: f64) -> Result<CpuStorage> {
         (|| -> Result<CpuStorage> {
             Ok(match dtype {
-                DType::F32 => CpuStorage::F32(f32::filled(numel, value as f32)?),
-                DType::F64 => CpuStorage::F64(f64::filled(numel, value)?),
-                DType::I64 => CpuStorage::I64(i64::filled(numel, value as i64)?),
+                DType::F32 => CpuStorage::F32(f32::filled(numel, value as f32)?.into()),
+                DType::F64 => CpuStorage::F64(f64::filled(numel, value)?.into()),
+                DType::I64 => CpuStorage::I64(i64::filled(numel, value as i64)?.into()),
+                DType::F16 => CpuStorage::F16(half::f16::filled(numel, half::f16::from_f64(value))?.into()),
+                DType::BF16 => CpuStorage::BF16(half::bf16::filled(numel, half::bf16::from_f64(value))?.into()),
             })
         })()
         .map_err(|e| e.in_op("fill"))
@@ -263,8 +302,10 @@ impl Kernels for CpuBackend {
     fn rand(&self, numel: usize, dtype: DType, dist: Distribution, seed: u64) -> Result<CpuStorage> {
         (|| -> Result<CpuStorage> {
             Ok(match dtype {
-                DType::F32 => CpuStorage::F32(rand_vec(numel, dist, seed)?),
-                DType::F64 => CpuStorage::F64(rand_vec(numel, dist, seed)?),
+                DType::F32 => CpuStorage::F32(rand_vec(numel, dist, seed)?.into()),
+                DType::F64 => CpuStorage::F64(rand_vec(numel, dist, seed)?.into()),
+                DType::F16 => CpuStorage::F16(rand_vec(numel, dist, seed)?.into()),
+                DType::BF16 => CpuStorage::BF16(rand_vec(numel, dist, seed)?.into()),
                 DType::I64 => return Err(Error::DType { op: "rand", expected: "a float dtype", got: dtype }),
             })
         })()
@@ -274,9 +315,11 @@ impl Kernels for CpuBackend {
     fn copy_strided(&self, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
         (|| -> Result<CpuStorage> {
             Ok(match x {
-                CpuStorage::F32(v) => CpuStorage::F32(contiguous(v, l)?),
-                CpuStorage::F64(v) => CpuStorage::F64(contiguous(v, l)?),
-                CpuStorage::I64(v) => CpuStorage::I64(contiguous(v, l)?),
+                CpuStorage::F32(v) => CpuStorage::F32(contiguous(v, l)?.into()),
+                CpuStorage::F64(v) => CpuStorage::F64(contiguous(v, l)?.into()),
+                CpuStorage::I64(v) => CpuStorage::I64(contiguous(v, l)?.into()),
+                CpuStorage::F16(v) => CpuStorage::F16(contiguous(v, l)?.into()),
+                CpuStorage::BF16(v) => CpuStorage::BF16(contiguous(v, l)?.into()),
             })
         })()
         .map_err(|e| e.in_op("copy_strided"))
@@ -284,26 +327,46 @@ impl Kernels for CpuBackend {
 
     fn cast(&self, x: &CpuStorage, l: &Layout, dtype: DType) -> Result<CpuStorage> {
         (|| -> Result<CpuStorage> {
-            Ok(match (x, dtype) {
-                (CpuStorage::F32(v), DType::F32) => CpuStorage::F32(contiguous(v, l)?),
-                (CpuStorage::F64(v), DType::F64) => CpuStorage::F64(contiguous(v, l)?),
-                (CpuStorage::I64(v), DType::I64) => CpuStorage::I64(contiguous(v, l)?),
-                (CpuStorage::F32(v), DType::F64) => CpuStorage::F64(cast_vec(v, l)?),
-                (CpuStorage::F32(v), DType::I64) => CpuStorage::I64(cast_vec(v, l)?),
-                (CpuStorage::F64(v), DType::F32) => CpuStorage::F32(cast_vec(v, l)?),
-                (CpuStorage::F64(v), DType::I64) => CpuStorage::I64(cast_vec(v, l)?),
-                (CpuStorage::I64(v), DType::F32) => CpuStorage::F32(cast_vec(v, l)?),
-                (CpuStorage::I64(v), DType::F64) => CpuStorage::F64(cast_vec(v, l)?),
-            })
+            fn to<T: Element>(v: &[T], l: &Layout, dtype: DType) -> Result<CpuStorage> {
+                Ok(match dtype {
+                    DType::F32 => CpuStorage::F32(cast_vec(v, l)?.into()),
+                    DType::F64 => CpuStorage::F64(cast_vec(v, l)?.into()),
+                    DType::I64 => CpuStorage::I64(cast_vec(v, l)?.into()),
+                    DType::F16 => CpuStorage::F16(cast_vec(v, l)?.into()),
+                    DType::BF16 => CpuStorage::BF16(cast_vec(v, l)?.into()),
+                })
+            }
+            if x.dtype() == dtype {
+                return self.copy_strided(x, l);
+            }
+            // f16/bf16 -> f32/f64 is exact through f64, and f32 -> f16/bf16 rounds once
+            // (f32 -> f64 is exact): the same values as torch's `.to(dtype)`.
+            match x {
+                CpuStorage::F32(v) => to(v, l, dtype),
+                CpuStorage::F64(v) => to(v, l, dtype),
+                CpuStorage::I64(v) => to(v, l, dtype),
+                CpuStorage::F16(v) => to(v, l, dtype),
+                CpuStorage::BF16(v) => to(v, l, dtype),
+            }
         })()
         .map_err(|e| e.in_op("cast"))
     }
 
     fn unary(&self, op: UnaryOp, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
+        let wide = Widened::of(&[x.dtype()]);
+        if wide.half.is_some() {
+            let (x, l) = wide.arg(x, l)?;
+            return wide.out(self.unary(op, &x, &l)?);
+        }
         unary::unary(op, x, l).map_err(|e| e.in_op("unary"))
     }
 
     fn binary(&self, op: BinaryOp, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
+        let wide = Widened::of(&[a.dtype(), b.dtype()]);
+        if wide.half.is_some() {
+            let ((a, la), (b, lb)) = (wide.arg(a, la)?, wide.arg(b, lb)?);
+            return wide.out(self.binary(op, &a, &la, &b, &lb)?);
+        }
         binary::binary(op, a, la, b, lb).map_err(|e| e.in_op("binary"))
     }
 
@@ -316,22 +379,47 @@ impl Kernels for CpuBackend {
         b: &CpuStorage,
         lb: &Layout,
     ) -> Result<CpuStorage> {
+        let wide = Widened::of(&[a.dtype(), b.dtype()]);
+        if wide.half.is_some() {
+            let ((a, la), (b, lb)) = (wide.arg(a, la)?, wide.arg(b, lb)?);
+            return wide.out(self.where_cond(cond, lc, &a, &la, &b, &lb)?);
+        }
         binary::where_cond(cond, lc, a, la, b, lb).map_err(|e| e.in_op("where_cond"))
     }
 
     fn reduce(&self, op: ReduceOp, x: &CpuStorage, l: &Layout, axes: &[usize]) -> Result<CpuStorage> {
+        let wide = Widened::of(&[x.dtype()]);
+        if wide.half.is_some() {
+            let (x, l) = wide.arg(x, l)?;
+            return wide.out(self.reduce(op, &x, &l, axes)?);
+        }
         reduce::reduce(op, x, l, axes).map_err(|e| e.in_op("reduce"))
     }
 
     fn softmax(&self, x: &CpuStorage, l: &Layout, axis: usize, log: bool) -> Result<CpuStorage> {
+        let wide = Widened::of(&[x.dtype()]);
+        if wide.half.is_some() {
+            let (x, l) = wide.arg(x, l)?;
+            return wide.out(self.softmax(&x, &l, axis, log)?);
+        }
         reduce::softmax(x, l, axis, log).map_err(|e| e.in_op("softmax"))
     }
 
     fn matmul(&self, a: &CpuStorage, la: &Layout, b: &CpuStorage, lb: &Layout) -> Result<CpuStorage> {
+        let wide = Widened::of(&[a.dtype(), b.dtype()]);
+        if wide.half.is_some() {
+            let ((a, la), (b, lb)) = (wide.arg(a, la)?, wide.arg(b, lb)?);
+            return wide.out(self.matmul(&a, &la, &b, &lb)?);
+        }
         matmul::matmul(a, la, b, lb).map_err(|e| e.in_op("matmul"))
     }
 
     fn conv2d(&self, x: &CpuStorage, lx: &Layout, w: &CpuStorage, lw: &Layout, p: &Conv2dParams) -> Result<CpuStorage> {
+        let wide = Widened::of(&[x.dtype(), w.dtype()]);
+        if wide.half.is_some() {
+            let ((x, lx), (wt, lw)) = (wide.arg(x, lx)?, wide.arg(w, lw)?);
+            return wide.out(self.conv2d(&x, &lx, &wt, &lw, p)?);
+        }
         conv::conv2d(x, lx, w, lw, p).map_err(|e| e.in_op("conv2d"))
     }
 
@@ -344,6 +432,11 @@ impl Kernels for CpuBackend {
         p: &Conv2dParams,
         input_hw: (usize, usize),
     ) -> Result<CpuStorage> {
+        let wide = Widened::of(&[grad.dtype(), w.dtype()]);
+        if wide.half.is_some() {
+            let ((g, lg), (wt, lw)) = (wide.arg(grad, lg)?, wide.arg(w, lw)?);
+            return wide.out(self.conv2d_grad_input(&g, &lg, &wt, &lw, p, input_hw)?);
+        }
         conv::conv2d_grad_input(grad, lg, w, lw, p, input_hw).map_err(|e| e.in_op("conv2d_grad_input"))
     }
 
@@ -356,6 +449,11 @@ impl Kernels for CpuBackend {
         p: &Conv2dParams,
         kernel_hw: (usize, usize),
     ) -> Result<CpuStorage> {
+        let wide = Widened::of(&[x.dtype(), grad.dtype()]);
+        if wide.half.is_some() {
+            let ((x, lx), (g, lg)) = (wide.arg(x, lx)?, wide.arg(grad, lg)?);
+            return wide.out(self.conv2d_grad_weight(&x, &lx, &g, &lg, p, kernel_hw)?);
+        }
         conv::conv2d_grad_weight(x, lx, grad, lg, p, kernel_hw).map_err(|e| e.in_op("conv2d_grad_weight"))
     }
 
@@ -367,10 +465,20 @@ impl Kernels for CpuBackend {
         idx: &CpuStorage,
         li: &Layout,
     ) -> Result<CpuStorage> {
+        let wide = Widened::of(&[x.dtype()]);
+        if wide.half.is_some() {
+            let (x, lx) = wide.arg(x, lx)?;
+            return wide.out(self.index_select(&x, &lx, dim, idx, li)?);
+        }
         index::index_select(x, lx, dim, idx, li).map_err(|e| e.in_op("index_select"))
     }
 
     fn gather(&self, x: &CpuStorage, lx: &Layout, dim: usize, idx: &CpuStorage, li: &Layout) -> Result<CpuStorage> {
+        let wide = Widened::of(&[x.dtype()]);
+        if wide.half.is_some() {
+            let (x, lx) = wide.arg(x, lx)?;
+            return wide.out(self.gather(&x, &lx, dim, idx, li)?);
+        }
         index::gather(x, lx, dim, idx, li).map_err(|e| e.in_op("gather"))
     }
 
@@ -384,10 +492,21 @@ impl Kernels for CpuBackend {
         src: &CpuStorage,
         ls: &Layout,
     ) -> Result<CpuStorage> {
+        let wide = Widened::of(&[dst.dtype(), src.dtype()]);
+        if wide.half.is_some() {
+            let ((d, ld), (sr, ls)) = (wide.arg(dst, ld)?, wide.arg(src, ls)?);
+            return wide.out(self.scatter_add(&d, &ld, dim, idx, li, &sr, &ls)?);
+        }
         index::scatter_add(dst, ld, dim, idx, li, src, ls).map_err(|e| e.in_op("scatter_add"))
     }
 
     fn cat(&self, parts: &[(&CpuStorage, &Layout)], dim: usize) -> Result<CpuStorage> {
+        let w = Widened::of(&parts.iter().map(|(s, _)| s.dtype()).collect::<Vec<_>>());
+        if w.half.is_some() {
+            let wide = parts.iter().map(|(s, l)| w.arg(s, l)).collect::<Result<Vec<_>>>()?;
+            let refs: Vec<(&CpuStorage, &Layout)> = wide.iter().map(|(s, l)| (&**s, l)).collect();
+            return w.out(self.cat(&refs, dim)?);
+        }
         index::cat(parts, dim).map_err(|e| e.in_op("cat"))
     }
 }

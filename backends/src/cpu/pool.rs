@@ -36,6 +36,8 @@ pub fn clear_pool() {
     f32::clear();
     f64::clear();
     i64::clear();
+    half::f16::clear();
+    half::bf16::clear();
 }
 
 type Buckets<T> = Mutex<Option<HashMap<usize, Vec<Vec<T>>>>>;
@@ -106,7 +108,7 @@ macro_rules! pooled {
         }
     )*};
 }
-pooled!(f32, f64, i64, bool);
+pooled!(f32, f64, i64, bool, half::f16, half::bf16);
 
 #[cfg(test)]
 mod tests {

@@ -250,8 +250,8 @@ fn reduce_typed<T: Num>(op: ReduceOp, x: &[T], l: &Layout, axes: &[usize]) -> Re
         ReduceOp::Sum => T::into_storage(fold3(&SumFold, x, outer, red, inner)?),
         ReduceOp::Max => T::into_storage(fold3(&ExtremeFold::<true>, x, outer, red, inner)?),
         ReduceOp::Min => T::into_storage(fold3(&ExtremeFold::<false>, x, outer, red, inner)?),
-        ReduceOp::ArgMax => CpuStorage::I64(fold3(&ArgFold::<true>, x, outer, red, inner)?),
-        ReduceOp::ArgMin => CpuStorage::I64(fold3(&ArgFold::<false>, x, outer, red, inner)?),
+        ReduceOp::ArgMax => CpuStorage::I64(fold3(&ArgFold::<true>, x, outer, red, inner)?.into()),
+        ReduceOp::ArgMin => CpuStorage::I64(fold3(&ArgFold::<false>, x, outer, red, inner)?.into()),
     })
 }
 
@@ -272,6 +272,7 @@ pub fn reduce(op: ReduceOp, x: &CpuStorage, l: &Layout, axes: &[usize]) -> Resul
         CpuStorage::F32(v) => reduce_typed(op, v, l, axes),
         CpuStorage::F64(v) => reduce_typed(op, v, l, axes),
         CpuStorage::I64(v) => reduce_typed(op, v, l, axes),
+        CpuStorage::F16(_) | CpuStorage::BF16(_) => Err(super::half_in_kernel(name)),
     }
 }
 
@@ -348,8 +349,9 @@ pub fn softmax(x: &CpuStorage, l: &Layout, axis: usize, log: bool) -> Result<Cpu
         return Err(Error::Dim { op, dim: axis as i64, rank: l.rank() });
     }
     Ok(match x {
-        CpuStorage::F32(v) => CpuStorage::F32(softmax_typed(v, l, axis, log)?),
-        CpuStorage::F64(v) => CpuStorage::F64(softmax_typed(v, l, axis, log)?),
+        CpuStorage::F32(v) => CpuStorage::F32(softmax_typed(v, l, axis, log)?.into()),
+        CpuStorage::F64(v) => CpuStorage::F64(softmax_typed(v, l, axis, log)?.into()),
         CpuStorage::I64(_) => return Err(Error::DType { op, expected: "a float dtype", got: DType::I64 }),
+        CpuStorage::F16(_) | CpuStorage::BF16(_) => return Err(super::half_in_kernel(op)),
     })
 }

@@ -69,34 +69,41 @@ pub fn unary(op: UnaryOp, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
     let (p0, p1) = params(op);
     // f32 kernels that matter for speed get their own f32 arithmetic; the rest go through f64.
     Ok(match x {
-        CpuStorage::F32(v) => CpuStorage::F32(match op {
-            UnaryOp::Neg => map_strided(v, l, |x| -x),
-            UnaryOp::Exp => map_strided(v, l, f32::exp),
-            UnaryOp::Relu => map_strided(v, l, |x| if x > 0.0 { x } else { 0.0 }),
-            UnaryOp::Step => map_strided(v, l, |x| if x > 0.0 { 1.0 } else { 0.0 }),
-            UnaryOp::Sqrt => map_strided(v, l, f32::sqrt),
-            UnaryOp::Affine(m, a) => {
-                let (m, a) = (m as f32, a as f32);
-                map_strided(v, l, move |x| x * m + a)
-            }
-            _ => {
-                let f = float_fn(op);
-                map_strided(v, l, move |x| f(x as f64, p0, p1) as f32)
-            }
-        }?),
+        CpuStorage::F32(v) => CpuStorage::F32(
+            match op {
+                UnaryOp::Neg => map_strided(v, l, |x| -x),
+                UnaryOp::Exp => map_strided(v, l, f32::exp),
+                UnaryOp::Relu => map_strided(v, l, |x| if x > 0.0 { x } else { 0.0 }),
+                UnaryOp::Step => map_strided(v, l, |x| if x > 0.0 { 1.0 } else { 0.0 }),
+                UnaryOp::Sqrt => map_strided(v, l, f32::sqrt),
+                UnaryOp::Affine(m, a) => {
+                    let (m, a) = (m as f32, a as f32);
+                    map_strided(v, l, move |x| x * m + a)
+                }
+                _ => {
+                    let f = float_fn(op);
+                    map_strided(v, l, move |x| f(x as f64, p0, p1) as f32)
+                }
+            }?
+            .into(),
+        ),
         CpuStorage::F64(v) => {
             let f = float_fn(op);
-            CpuStorage::F64(map_strided(v, l, move |x| f(x, p0, p1))?)
+            CpuStorage::F64(map_strided(v, l, move |x| f(x, p0, p1))?.into())
         }
-        CpuStorage::I64(v) => CpuStorage::I64(match op {
-            UnaryOp::Neg => map_strided(v, l, |x: i64| x.wrapping_neg()),
-            UnaryOp::Abs => map_strided(v, l, |x: i64| x.wrapping_abs()),
-            UnaryOp::Sign => map_strided(v, l, |x: i64| x.signum()),
-            UnaryOp::Affine(m, a) if m.fract() == 0.0 && a.fract() == 0.0 => {
-                let (m, a) = (m as i64, a as i64);
-                map_strided(v, l, move |x: i64| x.wrapping_mul(m).wrapping_add(a))
-            }
-            _ => return Err(Error::DType { op: "unary", expected: "a float dtype for this op", got: DType::I64 }),
-        }?),
+        CpuStorage::I64(v) => CpuStorage::I64(
+            match op {
+                UnaryOp::Neg => map_strided(v, l, |x: i64| x.wrapping_neg()),
+                UnaryOp::Abs => map_strided(v, l, |x: i64| x.wrapping_abs()),
+                UnaryOp::Sign => map_strided(v, l, |x: i64| x.signum()),
+                UnaryOp::Affine(m, a) if m.fract() == 0.0 && a.fract() == 0.0 => {
+                    let (m, a) = (m as i64, a as i64);
+                    map_strided(v, l, move |x: i64| x.wrapping_mul(m).wrapping_add(a))
+                }
+                _ => return Err(Error::DType { op: "unary", expected: "a float dtype for this op", got: DType::I64 }),
+            }?
+            .into(),
+        ),
+        CpuStorage::F16(_) | CpuStorage::BF16(_) => return Err(super::half_in_kernel("unary")),
     })
 }

@@ -42,6 +42,7 @@ fn open(device: Device) -> std::result::Result<Box<CubeKernels>, String> {
         #[cfg(feature = "cuda")]
         Device::Cuda(i) => cuda_probe::open(i),
         Device::Cpu => Err("the CPU is not a cubecl device".to_string()),
+        Device::Meta => Err("the meta device holds no memory: it is not a cubecl device".to_string()),
         #[allow(unreachable_patterns)]
         _ => Err(format!("stategrad was built without the `{}` feature", kind(device))),
     });
@@ -61,6 +62,7 @@ fn kind(device: Device) -> &'static str {
         Device::Cpu => "cpu",
         Device::Wgpu(_) => "wgpu",
         Device::Cuda(_) => "cuda",
+        Device::Meta => "meta",
     }
 }
 

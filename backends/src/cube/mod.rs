@@ -76,6 +76,7 @@ macro_rules! with_dtype {
                 type $E = i64;
                 $body
             }
+            crate::DType::F16 | crate::DType::BF16 => return Err(crate::cube::half_unsupported($dtype)),
         }
     };
 }
@@ -94,10 +95,20 @@ macro_rules! with_float {
             crate::DType::I64 => {
                 return Err(crate::Error::DType { op: $op, expected: "a float dtype", got: crate::DType::I64 })
             }
+            crate::DType::F16 | crate::DType::BF16 => return Err(crate::cube::half_unsupported($dtype)),
         }
     };
 }
 pub(crate) use {with_dtype, with_float};
+
+/// f16 / bf16 are storage dtypes of the CPU backend only: checkpoints in half precision load
+/// onto a GPU through a cast to f32 on the host (`LoadOptions::cast`), tensor by tensor.
+pub(crate) fn half_unsupported(dtype: DType) -> Error {
+    Error::Unsupported {
+        op: "gpu",
+        msg: format!("{dtype} tensors are not supported on GPU devices (cast to float32 on the CPU first)"),
+    }
+}
 
 /// One cubecl device and its client; the kernels live in the sibling files, each an
 /// `impl<R: Runtime> GpuBackend<R>` block.
@@ -134,6 +145,7 @@ impl<R: Runtime> GpuBackend<R> {
             DType::F32 => true,
             DType::F64 => self.f64,
             DType::I64 => self.i64,
+            DType::F16 | DType::BF16 => return Err(half_unsupported(dtype)),
         };
         if ok {
             Ok(())
@@ -207,6 +219,8 @@ fn host_bytes(data: &CpuStorage) -> &[u8] {
         CpuStorage::F32(v) => f32::as_bytes(v),
         CpuStorage::F64(v) => f64::as_bytes(v),
         CpuStorage::I64(v) => i64::as_bytes(v),
+        // Rejected by `check` before any upload; the bytes are what they would be.
+        CpuStorage::F16(_) | CpuStorage::BF16(_) => data.as_le_bytes(),
     }
 }
 

@@ -57,9 +57,9 @@ pub fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
 /// A storage in dtype `dtype` ("f32" or "f64") holding `v`.
 pub fn storage(v: &[f64], f32: bool) -> CpuStorage {
     if f32 {
-        CpuStorage::F32(v.iter().map(|&x| x as f32).collect())
+        CpuStorage::F32(v.iter().map(|&x| x as f32).collect::<Vec<_>>().into())
     } else {
-        CpuStorage::F64(v.to_vec())
+        CpuStorage::F64(v.to_vec().into())
     }
 }
 

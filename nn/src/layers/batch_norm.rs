@@ -7,7 +7,7 @@
 //! shape `[]`) counts the updates. Evaluation uses the running statistics. As PyTorch.
 use stategrad_autograd::{no_grad, DType, Error, Result, Tensor, TensorOptions};
 
-use crate::{Buffer, Forward, Module, Param, Training};
+use crate::{Buffer, Forward, Migrated, Module, Param, StateDict, Training, Visitor};
 
 /// Batch normalisation over channels (dim 1): `BatchNorm<1>` takes `[n, c]` or
 /// `[n, c, l]`, `BatchNorm<2>` takes `[n, c, h, w]`. Use the aliases [`BatchNorm1d`] and
@@ -153,14 +153,20 @@ fn normalize(
 /// are all (persistent) buffers, so nothing is trained and train/eval make no difference
 /// (torchvision's `FrozenBatchNorm2d`, eps 1e-5).
 ///
+/// A `BatchNorm2d` state loads into it (torchvision's FrozenBatchNorm2d does the same): its
+/// migration ([`Module::upgrade_state`]) drops `num_batches_tracked`, which a frozen layer
+/// has no use for, and the load report lists that key under `migrated`.
+///
 /// ```
-/// use stategrad_nn::{FrozenBatchNorm2d, Module};
+/// use stategrad_nn::{BatchNorm2d, FrozenBatchNorm2d, Module};
 /// let fbn = FrozenBatchNorm2d::new(4)?;
 /// assert!(fbn.parameters().is_empty());
 /// assert_eq!(fbn.state_dict().len(), 4);
+/// let report = fbn.load_state_dict(&BatchNorm2d::new(4)?.state_dict(), true)?;
+/// assert_eq!(report.migrated[0].key, "num_batches_tracked");
 /// # Ok::<(), stategrad_autograd::Error>(())
 /// ```
-#[derive(Module, Clone, Debug)]
+#[derive(Clone, Debug)]
 pub struct FrozenBatchNorm2d {
     /// Scale `[c]` (a buffer).
     pub weight: Buffer,
@@ -211,6 +217,31 @@ impl FrozenBatchNorm2d {
             running_mean: Buffer::new(mean.clone()),
             running_var: Buffer::new(bn.running_var.tensor()),
             eps: bn.eps,
+        })
+    }
+}
+
+impl Module for FrozenBatchNorm2d {
+    // Typed access (`for_each_module`, `replace_modules`) finds this hand-written module too.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.buffer("weight", &self.weight);
+        v.buffer("bias", &self.bias);
+        v.buffer("running_mean", &self.running_mean);
+        v.buffer("running_var", &self.running_var);
+    }
+
+    /// Drops `{prefix}num_batches_tracked` (a BatchNorm state's batch count), as torchvision.
+    fn upgrade_state(&self, prefix: &str, state: &mut StateDict, _from: Option<u32>) -> Result<Vec<Migrated>> {
+        let key = format!("{prefix}num_batches_tracked");
+        Ok(match state.remove(&key) {
+            Some(_) => vec![Migrated { key, action: "dropped: a FrozenBatchNorm2d keeps no batch count".into() }],
+            None => Vec::new(),
         })
     }
 }

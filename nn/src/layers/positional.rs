@@ -1,9 +1,11 @@
 //! `SinusoidalPositionalEncoding`: a fixed table, `pe[p, 2i] = sin(p / 10000^(2i/d))`,
 //! `pe[p, 2i+1] = cos(p / 10000^(2i/d))` (Vaswani et al. 2017), held as a persistent
-//! buffer `pe` (saved with the model by choice; it could be recomputed).
+//! buffer `pe` (saved with the model by choice), or as a non-persistent one
+//! ([`SinusoidalPositionalEncoding::non_persistent`]): never saved, recomputed by the module
+//! when a model built in deferred mode is materialised.
 use stategrad_autograd::{default_device, default_dtype, Device, Error, Result, Tensor};
 
-use crate::{Buffer, Forward, Module};
+use crate::{Buffer, Forward, Module, Visitor};
 
 /// Adds positional encodings to `[batch, seq, dim]` inputs.
 ///
@@ -17,10 +19,34 @@ use crate::{Buffer, Forward, Module};
 /// assert_eq!(y.shape(), &[2, 5, 8]);
 /// # Ok::<(), stategrad_autograd::Error>(())
 /// ```
-#[derive(Module, Clone, Debug)]
+#[derive(Clone, Debug)]
 pub struct SinusoidalPositionalEncoding {
-    /// The table `[max_len, dim]` (a persistent buffer).
+    /// The table `[max_len, dim]` (a persistent buffer, unless built `non_persistent`).
     pub pe: Buffer,
+}
+
+impl Module for SinusoidalPositionalEncoding {
+    // Typed access (`for_each_module`, `replace_modules`) finds this hand-written module too.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(self)
+    }
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.buffer("pe", &self.pe);
+    }
+
+    /// Recomputes the table (in its dtype, on `device`): what a deferred build of a
+    /// non-persistent table needs, as no checkpoint holds it.
+    fn reset_non_persistent_buffers(&self, device: Device) -> Result<()> {
+        if self.pe.is_persistent() {
+            return Ok(());
+        }
+        let shape = self.pe.shape();
+        let table = stategrad_autograd::meta::eager(|| Self::table(shape[0], shape[1]))?;
+        self.pe.materialize(table.to_dtype(self.pe.dtype())?.to_device(device)?)
+    }
 }
 
 impl SinusoidalPositionalEncoding {
@@ -28,6 +54,22 @@ impl SinusoidalPositionalEncoding {
     /// `TensorOptions::scope`).
     pub fn new(max_len: usize, dim: usize) -> Result<Self> {
         Ok(SinusoidalPositionalEncoding { pe: Buffer::new(Self::table(max_len, dim)?) })
+    }
+
+    /// The same table as a non-persistent buffer: moved with the module, never saved, and
+    /// recomputed when a model built in deferred mode is loaded.
+    ///
+    /// ```
+    /// use stategrad_nn::{deferred, LoadOptions, Module, SinusoidalPositionalEncoding};
+    /// let pe = deferred(|| SinusoidalPositionalEncoding::non_persistent(16, 8))?;
+    /// assert!(pe.state_dict().is_empty());
+    /// let report = pe.load_state_dict_with(&Default::default(), &LoadOptions::default())?;
+    /// assert_eq!(report.recomputed, ["pe"]);
+    /// assert_eq!(pe.pe.tensor().to_vec::<f32>()?, SinusoidalPositionalEncoding::table(16, 8)?.to_vec::<f32>()?);
+    /// # Ok::<(), stategrad_autograd::Error>(())
+    /// ```
+    pub fn non_persistent(max_len: usize, dim: usize) -> Result<Self> {
+        Ok(SinusoidalPositionalEncoding { pe: Buffer::non_persistent(Self::table(max_len, dim)?) })
     }
 
     /// The table itself, `[max_len, dim]`, computed in f64, in the default dtype on the

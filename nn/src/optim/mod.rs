@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stategrad_autograd::{no_grad, Device, Error, Grads, Result, Tensor};
+use stategrad_autograd::{no_grad, Device, Error, Grads, LoadReport, Mismatch, Result, Tensor, UnmatchedKey};
 
-use crate::Param;
+use crate::{Module, Param};
 use stategrad_autograd::SerTensor;
 
 mod adam;
@@ -33,6 +33,126 @@ pub trait Optimizer {
     /// Restores [`Optimizer::state_dict`]'s output; the groups must hold parameters of the
     /// same shapes, in the same order.
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
+
+    /// The live per-parameter state, by group and position (tensors shared, not copied).
+    fn param_slots(&self) -> Result<Vec<Vec<ParamSlots>>> {
+        self.state_dict()?
+            .groups
+            .iter()
+            .map(|g| {
+                g.params
+                    .iter()
+                    .map(|p| {
+                        let tensors = p
+                            .tensors
+                            .iter()
+                            .map(|(k, t)| Ok((k.clone(), t.to_tensor(Device::Cpu)?)))
+                            .collect::<Result<_>>()?;
+                        Ok(ParamSlots { step: p.step, tensors })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// [`Optimizer::state_dict`] with every parameter's state keyed by its name in `model`
+    /// (its first dotted name), so it loads into a model whose parameters were reordered,
+    /// added or removed ([`Optimizer::load_state_dict_named`]). A parameter of the
+    /// optimizer that `model` does not hold is an [`Error::State`].
+    fn state_dict_named(&self, model: &dyn Module) -> Result<OptimizerState> {
+        let mut state = self.state_dict()?;
+        let names = model.named_parameters();
+        for (gi, (group, gs)) in self.param_groups().iter().zip(&mut state.groups).enumerate() {
+            for (pi, (p, ps)) in group.params.iter().zip(&mut gs.params).enumerate() {
+                let name = names.iter().find(|(_, q)| q.ptr_eq(p)).map(|(n, _)| n.clone());
+                ps.name = Some(name.ok_or_else(|| Error::State {
+                    op: "Optimizer::state_dict_named",
+                    msg: format!("parameter {pi} of group {gi} is not a parameter of the model"),
+                })?);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Loads a [`Optimizer::state_dict_named`] state by parameter name: each of this
+    /// optimizer's parameters (named by `model`) takes the state saved under its name,
+    /// wherever it sat; group hyper-parameters are taken by group index. The report lists
+    /// the names loaded, missing (fresh state), unexpected and mis-shaped. Strict: any of
+    /// those fails with [`Error::Load`] and nothing changes.
+    fn load_state_dict_named(
+        &mut self,
+        state: &OptimizerState,
+        model: &dyn Module,
+        strict: bool,
+    ) -> Result<LoadReport> {
+        const OP: &str = "Optimizer::load_state_dict_named";
+        let mut saved: BTreeMap<&str, &ParamState> = BTreeMap::new();
+        for ps in state.groups.iter().flat_map(|g| &g.params) {
+            let name = ps.name.as_deref().ok_or_else(|| Error::State {
+                op: OP,
+                msg: "the state has unnamed parameters (saved with state_dict, not state_dict_named)".into(),
+            })?;
+            saved.insert(name, ps);
+        }
+        let names = model.named_parameters();
+        let mut report = LoadReport::default();
+        let mut current = self.state_dict()?;
+        let mut used = Vec::new();
+        for (gi, (group, gs)) in self.param_groups().iter().zip(&mut current.groups).enumerate() {
+            if let Some(saved_group) = state.groups.get(gi) {
+                (gs.lr, gs.weight_decay) = (saved_group.lr, saved_group.weight_decay);
+            }
+            for (p, slot) in group.params.iter().zip(&mut gs.params) {
+                let Some((name, _)) = names.iter().find(|(_, q)| q.ptr_eq(p)) else {
+                    return Err(Error::State { op: OP, msg: format!("a parameter of group {gi} is not in the model") });
+                };
+                let Some(ps) = saved.get(name.as_str()) else {
+                    report.missing.push(UnmatchedKey { key: name.clone(), suggestion: None });
+                    *slot = ParamState { name: Some(name.clone()), ..ParamState::default() };
+                    continue;
+                };
+                used.push(name.as_str());
+                if let Some((_, t)) = ps.tensors.iter().find(|(_, t)| t.shape != p.shape() || t.dtype != p.dtype()) {
+                    report.shape_mismatches.push(Mismatch {
+                        key: name.clone(),
+                        expected_shape: p.shape(),
+                        found_shape: t.shape.clone(),
+                        expected_dtype: p.dtype(),
+                        found_dtype: t.dtype,
+                    });
+                    *slot = ParamState { name: Some(name.clone()), ..ParamState::default() };
+                    continue;
+                }
+                *slot = (*ps).clone();
+                report.loaded.push(name.clone());
+            }
+        }
+        for name in saved.keys().filter(|n| !used.contains(n)) {
+            let suggestion = crate::state_dict::suggest(name, report.missing.iter().map(|m| m.key.as_str()));
+            report.unexpected.push(UnmatchedKey { key: name.to_string(), suggestion });
+        }
+        if strict && !report.is_clean() {
+            report.loaded.clear();
+            return Err(Error::Load { op: OP, report: Box::new(report) });
+        }
+        if state.kind != current.kind {
+            return Err(Error::State {
+                op: OP,
+                msg: format!("state of a {} optimizer, this is {}", state.kind, current.kind),
+            });
+        }
+        self.load_state_dict(&current)?;
+        Ok(report)
+    }
+}
+
+/// One parameter's live optimizer state (see [`Optimizer::param_slots`]).
+#[derive(Clone, Debug, Default)]
+pub struct ParamSlots {
+    /// Steps taken for this parameter.
+    pub step: u64,
+    /// Named state tensors, shared with the optimizer.
+    pub tensors: BTreeMap<String, Tensor>,
 }
 
 /// Parameters sharing a learning rate and weight decay. Built with [`ParamGroup::new`];
@@ -94,6 +214,9 @@ pub struct GroupState {
 /// One parameter's optimizer state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParamState {
+    /// The parameter's name in its model, when saved by [`Optimizer::state_dict_named`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Steps taken for this parameter.
     pub step: u64,
     /// Named state tensors (`momentum_buffer`, `exp_avg`, `exp_avg_sq`).
@@ -164,6 +287,13 @@ impl Core {
         Ok(())
     }
 
+    pub(crate) fn param_slots(&self) -> Vec<Vec<ParamSlots>> {
+        self.slots
+            .iter()
+            .map(|g| g.iter().map(|s| ParamSlots { step: s.step, tensors: s.tensors.clone() }).collect())
+            .collect()
+    }
+
     pub(crate) fn groups(&self) -> &[ParamGroup] {
         &self.groups
     }
@@ -186,7 +316,7 @@ impl Core {
                             .iter()
                             .map(|(k, t)| Ok((k.clone(), SerTensor::from_tensor(t)?)))
                             .collect::<Result<_>>()?;
-                        Ok(ParamState { step: s.step, tensors })
+                        Ok(ParamState { name: None, step: s.step, tensors })
                     })
                     .collect::<Result<_>>()?;
                 Ok(GroupState { lr: g.learning_rate(), weight_decay: g.weight_decay.unwrap_or(0.0), params })
@@ -262,6 +392,9 @@ macro_rules! optimizer_via_core {
             }
             fn load_state_dict(&mut self, state: &$crate::optim::OptimizerState) -> stategrad_autograd::Result<()> {
                 self.core.load_state_dict(state)
+            }
+            fn param_slots(&self) -> stategrad_autograd::Result<Vec<Vec<$crate::optim::ParamSlots>>> {
+                Ok(self.core.param_slots())
             }
         }
     };
