@@ -163,7 +163,7 @@ fn erf_f<F: Float>(x: F, #[comptime] exact: bool, #[comptime] poly: bool) -> F {
     if comptime![exact] {
         y = erf_exact::<F>(x, poly);
     } else {
-        y = erf_f::<F>(x, exact, poly);
+        y = erf_nr::<F>(x, poly);
     }
     y
 }
