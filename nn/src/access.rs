@@ -94,27 +94,20 @@ fn lookup<T>(
 /// Calls `f(path, module)` for every module of the tree, `root` first (pre-order), through
 /// the immutable walk.
 pub(crate) fn walk(root: &dyn Module, f: &mut dyn FnMut(&str, &dyn Module)) {
-    struct Kids<'a> {
-        prefix: String,
-        f: &'a mut dyn FnMut(&str, &dyn Module),
-    }
-    impl Visitor for Kids<'_> {
-        fn param(&mut self, _: &str, _: &Param) {}
-        fn buffer(&mut self, _: &str, _: &Buffer) {}
-        fn module(&mut self, name: &str, module: &dyn Module) {
-            let path = join(&self.prefix, name);
-            (self.f)(&path, module);
-            module.visit(&mut Kids { prefix: path, f: &mut *self.f });
-        }
-    }
-    f("", root);
-    root.visit(&mut Kids { prefix: String::new(), f });
+    walk_ordered(root, false, f)
 }
 
 /// Like [`walk`], children before their parent (post-order, as PyTorch's `apply`).
 pub(crate) fn walk_post(root: &dyn Module, f: &mut dyn FnMut(&str, &dyn Module)) {
+    walk_ordered(root, true, f)
+}
+
+/// The one immutable walk behind [`walk`] and [`walk_post`]: `post` puts a module after
+/// its children.
+fn walk_ordered(root: &dyn Module, post: bool, f: &mut dyn FnMut(&str, &dyn Module)) {
     struct Kids<'a> {
         prefix: String,
+        post: bool,
         f: &'a mut dyn FnMut(&str, &dyn Module),
     }
     impl Visitor for Kids<'_> {
@@ -122,12 +115,22 @@ pub(crate) fn walk_post(root: &dyn Module, f: &mut dyn FnMut(&str, &dyn Module))
         fn buffer(&mut self, _: &str, _: &Buffer) {}
         fn module(&mut self, name: &str, module: &dyn Module) {
             let path = join(&self.prefix, name);
-            module.visit(&mut Kids { prefix: path.clone(), f: &mut *self.f });
-            (self.f)(&path, module);
+            if !self.post {
+                (self.f)(&path, module);
+            }
+            module.visit(&mut Kids { prefix: path.clone(), post: self.post, f: &mut *self.f });
+            if self.post {
+                (self.f)(&path, module);
+            }
         }
     }
-    root.visit(&mut Kids { prefix: String::new(), f: &mut *f });
-    f("", root);
+    if !post {
+        f("", root);
+    }
+    root.visit(&mut Kids { prefix: String::new(), post, f: &mut *f });
+    if post {
+        f("", root);
+    }
 }
 
 /// Calls `f(path, module)` for every module reached by the mutable walk, pre-order.
