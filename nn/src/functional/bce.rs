@@ -69,18 +69,12 @@ pub fn binary_cross_entropy_with_logits(x: &Tensor, y: &Tensor, options: &BceOpt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stategrad_autograd::{gradcheck, gradgradcheck, Device};
+    use crate::functional::test_support::{close_within, t64};
+    use stategrad_autograd::{gradcheck, gradgradcheck};
 
-    fn t64(v: &[f64], shape: &[usize]) -> Tensor {
-        Tensor::from_slice(v, shape, Device::Cpu).unwrap()
-    }
     #[track_caller]
     fn close(t: &Tensor, want: &[f64]) {
-        let g = t.to_f64_vec().unwrap();
-        assert_eq!(g.len(), want.len());
-        for (a, b) in g.iter().zip(want) {
-            assert!((a - b).abs() <= 1e-14 * (1.0 + b.abs()), "{g:?} vs {want:?}");
-        }
+        close_within(t, want, 1e-14)
     }
     const X: [f64; 6] = [0.0, 1.5, -2.0, 0.3, 40.0, -0.7];
     const Y: [f64; 6] = [1.0, 0.0, 1.0, 0.25, 0.0, 1.0];

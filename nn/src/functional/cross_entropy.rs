@@ -185,11 +185,9 @@ pub fn cross_entropy(logits: &Tensor, target: &Tensor, options: &CrossEntropyOpt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::functional::test_support::{close_within, t64};
     use stategrad_autograd::{gradcheck, Device};
 
-    fn t64(v: &[f64], shape: &[usize]) -> Tensor {
-        Tensor::from_slice(v, shape, Device::Cpu).unwrap()
-    }
     fn i64s(v: &[i64], shape: &[usize]) -> Tensor {
         Tensor::from_slice(v, shape, Device::Cpu).unwrap()
     }
@@ -199,11 +197,7 @@ mod tests {
     }
     #[track_caller]
     fn close(t: &Tensor, want: &[f64]) {
-        let g = t.to_f64_vec().unwrap();
-        assert_eq!(g.len(), want.len(), "{g:?} vs {want:?}");
-        for (a, b) in g.iter().zip(want) {
-            assert!((a - b).abs() <= 1e-14 * (1.0 + b.abs()), "{g:?} vs {want:?}");
-        }
+        close_within(t, want, 1e-14)
     }
 
     const X: [f64; 9] = [1.0, 2.0, 0.5, -1.0, 0.0, 3.0, 0.3, 0.2, -0.4];

@@ -31,18 +31,12 @@ pub fn kl_div(input: &Tensor, target: &Tensor, reduction: Reduction, log_target:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stategrad_autograd::{gradcheck, gradgradcheck, Device, Error};
+    use crate::functional::test_support::{close_within, t64};
+    use stategrad_autograd::{gradcheck, gradgradcheck, Error};
 
-    fn t64(v: &[f64], shape: &[usize]) -> Tensor {
-        Tensor::from_slice(v, shape, Device::Cpu).unwrap()
-    }
     #[track_caller]
     fn close(t: &Tensor, want: &[f64]) {
-        let g = t.to_f64_vec().unwrap();
-        assert_eq!(g.len(), want.len());
-        for (a, b) in g.iter().zip(want) {
-            assert!((a - b).abs() <= 1e-15 * (1.0 + b.abs()), "{g:?} vs {want:?}");
-        }
+        close_within(t, want, 1e-15)
     }
     const Q: [f64; 4] = [0.25, 0.75, 0.5, 0.5]; // exp(input), two rows
     const P: [f64; 4] = [0.5, 0.5, 0.0, 1.0]; // target

@@ -45,3 +45,24 @@ pub(crate) fn check_same_shape(op: &'static str, x: &Tensor, y: &Tensor) -> Resu
     }
     Ok(())
 }
+
+/// Helpers the loss tests share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use stategrad_autograd::{Device, Tensor};
+
+    /// An f64 CPU tensor.
+    pub fn t64(v: &[f64], shape: &[usize]) -> Tensor {
+        Tensor::from_slice(v, shape, Device::Cpu).unwrap()
+    }
+
+    /// `t` equals `want` element by element within `tol * (1 + |want|)`.
+    #[track_caller]
+    pub fn close_within(t: &Tensor, want: &[f64], tol: f64) {
+        let g = t.to_f64_vec().unwrap();
+        assert_eq!(g.len(), want.len(), "{g:?} vs {want:?}");
+        for (a, b) in g.iter().zip(want) {
+            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{g:?} vs {want:?}");
+        }
+    }
+}

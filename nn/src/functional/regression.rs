@@ -56,18 +56,12 @@ fn quadratic_then_linear(d: &Tensor, t: f64, q: f64, s: f64) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stategrad_autograd::{gradcheck, gradgradcheck, Device};
+    use crate::functional::test_support::{close_within, t64};
+    use stategrad_autograd::{gradcheck, gradgradcheck};
 
-    fn t64(v: &[f64], shape: &[usize]) -> Tensor {
-        Tensor::from_slice(v, shape, Device::Cpu).unwrap()
-    }
     #[track_caller]
     fn close(t: &Tensor, want: &[f64]) {
-        let g = t.to_f64_vec().unwrap();
-        assert_eq!(g.len(), want.len());
-        for (a, b) in g.iter().zip(want) {
-            assert!((a - b).abs() <= 1e-15 * (1.0 + b.abs()), "{g:?} vs {want:?}");
-        }
+        close_within(t, want, 1e-15)
     }
     const D: [f64; 4] = [0.25, -0.5, 2.0, -3.0]; // x - y
 
