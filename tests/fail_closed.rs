@@ -26,6 +26,14 @@ fn run_case(name: &str) -> Result<String, Error> {
         "from_vec_overflow" => Tensor::from_vec(Vec::<f32>::new(), &[1 << 33, 1 << 31], Device::Cpu),
         "expand_overflow" => f32s(&[1, 8]).expand(&[1 << 62, 8]),
         "zeros_out_of_memory" => Tensor::zeros(&[1 << 40], DType::F32, Device::Cpu),
+        // Run without the address-space limit: only the admission check stands between a
+        // 4 TiB fill and the kernel's OOM killer where the system overcommits.
+        "full_past_available_memory" => Tensor::full(&[1 << 40], 1.0, DType::F32, Device::Cpu),
+        "past_the_host_memory_limit" => {
+            stategrad::backends::cpu::set_host_memory_limit(Some(64 << 20));
+            f32s(&[1 << 20]); // 4 MiB: under the cap
+            Tensor::ones(&[32 << 20], DType::F32, Device::Cpu) // 128 MiB: over it
+        }
         "kernel_out_of_memory" => f32s(&[1]).expand(&[1 << 38]).and_then(|x| x.exp()),
         "reshape_wrap" => f32s(&[2]).reshape(&[(1usize << 63) + 1, 2]),
         "broadcast_overflow" => {
@@ -87,10 +95,15 @@ fn child_entry() {
 /// Runs `case` in a child process limited to 8 GiB of address space and returns what it
 /// printed; fails if the child died (signal, abort, panic).
 fn in_child(case: &str) -> String {
+    in_child_limited(case, true)
+}
+
+fn in_child_limited(case: &str, limit_address_space: bool) -> String {
     let exe = std::env::current_exe().unwrap();
+    let ulimit = if limit_address_space { "ulimit -v 8388608 2>/dev/null; " } else { "" };
     let out = Command::new("sh")
         .arg("-c")
-        .arg("ulimit -v 8388608 2>/dev/null; exec \"$0\" child_entry --exact --ignored --nocapture --test-threads=1")
+        .arg(format!("{ulimit}exec \"$0\" child_entry --exact --ignored --nocapture --test-threads=1"))
         .arg(exe)
         .env(CASE_VAR, case)
         .output()
@@ -103,7 +116,11 @@ fn in_child(case: &str) -> String {
 }
 
 fn expect_err(case: &str, variant: &str, needles: &[&str]) {
-    let line = in_child(case);
+    expect_err_limited(case, true, variant, needles)
+}
+
+fn expect_err_limited(case: &str, limit_address_space: bool, variant: &str, needles: &[&str]) {
+    let line = in_child_limited(case, limit_address_space);
     assert!(line.starts_with(&format!("CASE-ERR {variant}")), "case {case}: expected Error::{variant}, got {line}");
     for n in needles {
         assert!(line.contains(n), "case {case}: {n:?} not in {line}");
@@ -128,6 +145,16 @@ fn allocations_no_machine_can_back_are_out_of_memory_errors() {
     expect_err("zeros_out_of_memory", "OutOfMemory", &["op: \"zeros\"", "bytes: 4398046511104", "device: Cpu"]);
     // A valid broadcast view of 2^38 elements; the kernel's output would be 1 TiB.
     expect_err("kernel_out_of_memory", "OutOfMemory", &["op: \"unary\"", "bytes: 1099511627776"]);
+}
+
+#[test]
+fn allocations_past_what_the_system_can_back_are_refused_before_they_are_made() {
+    // No address-space limit here: where the kernel overcommits (vm.overcommit_memory = 1,
+    // common on container hosts) the allocator grants 4 TiB, and filling it would get the
+    // process killed; the admission check refuses it first.
+    expect_err_limited("full_past_available_memory", false, "OutOfMemory", &["op: \"full\"", "bytes: 4398046511104"]);
+    // A cap set by the user applies to every host allocation.
+    expect_err_limited("past_the_host_memory_limit", false, "OutOfMemory", &["op: \"ones\"", "bytes: 134217728"]);
 }
 
 #[test]

@@ -5,12 +5,15 @@
 //! proptest shrinking the program to the call that panicked.
 //!
 //! The default run makes about 25,000 calls; `STATEGRAD_RANDOM_PROGRAMS=N` runs `N` programs
-//! (`.ci/run` runs 4,000 x 48 calls = 192,000) and prints the count.
+//! (`.ci/run` runs 4,000 x 48 calls = 192,000) and prints the count and the seed
+//! (`STATEGRAD_SEED=S` replays a run). Sizes are sometimes absurd (2^40 elements): where
+//! the kernel overcommits, only the allocator's admission check stands between such a
+//! call and the OOM killer, and this test is what found that.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use stategrad::autograd::{s, Conv2dParams, DType, Device, Error, Tensor, TensorIndex, ELLIPSIS, NEW_AXIS};
 
 /// One call: an op code and raw argument material the interpreter turns into arguments.
@@ -257,7 +260,16 @@ fn random_programs_return_ok_or_a_typed_error_and_never_panic() {
     // each caught one while the case is shrunk.
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    // A fresh seed each run (printed, so a failure can be replayed with STATEGRAD_SEED).
+    let seed: u64 = std::env::var("STATEGRAD_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
+    println!("random programs: seed {seed} (STATEGRAD_SEED={seed} replays this run)");
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+    let config = Config { cases, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, rng);
     let result = runner.run(&prop::collection::vec(call(), 48..=48), |program| run_program(&program));
     std::panic::set_hook(hook);
     let calls = CALLS.load(Ordering::Relaxed);

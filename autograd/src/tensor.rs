@@ -193,12 +193,7 @@ impl Tensor {
         let n = usize::try_from(end.saturating_sub(start).max(0))
             .map_err(|_| Error::argument("arange", format!("{start}..{end} has too many elements")))?;
         checked_numel("arange", &[n])?;
-        let mut v: Vec<i64> = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
-            op: "arange",
-            bytes: n as u128 * 8,
-            device: Device::Cpu,
-        })?;
+        let mut v: Vec<i64> = stategrad_backends::cpu::try_vec(n).map_err(|e| e.in_op("arange"))?;
         v.extend(start..start + n as i64);
         Tensor::from_vec(v, &[n], device)?.to_dtype(dtype.into().unwrap_or(DType::I64))
     }

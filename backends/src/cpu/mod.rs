@@ -10,6 +10,7 @@ use crate::{
     Result, UnaryOp,
 };
 
+pub mod admit;
 mod binary;
 mod conv;
 mod index;
@@ -19,6 +20,7 @@ mod pool;
 mod reduce;
 mod unary;
 
+pub use admit::{available_bytes, host_memory_limit, set_host_memory_limit};
 pub use matmul::{gemm, par_gemm, Mat, TASK_FLOPS};
 pub use num::{Float, Num};
 pub use pool::{clear_pool, pool_bytes, set_pool_limit, Pooled};
@@ -58,15 +60,22 @@ pub(crate) unsafe fn build<U: Pooled + Sync>(
     Ok(out)
 }
 
+/// An empty vector with room for `n` elements. An allocation the system refuses or cannot
+/// back (see [`admit`]) is [`Error::OutOfMemory`], never an abort.
+pub fn try_vec<T>(n: usize) -> Result<Vec<T>> {
+    let oom = || Error::OutOfMemory { op: "alloc", bytes: n as u128 * size_of::<T>() as u128, device: Device::Cpu };
+    if !n.checked_mul(size_of::<T>()).is_some_and(admit::admit) {
+        return Err(oom());
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| oom())?;
+    Ok(v)
+}
+
 /// `n` copies of `value` in a fresh vector, or [`Error::OutOfMemory`] (for buffers of types
 /// the pool does not hold, such as reduction accumulators).
 pub(crate) fn try_filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory {
-        op: "alloc",
-        bytes: n as u128 * size_of::<T>() as u128,
-        device: Device::Cpu,
-    })?;
+    let mut v = try_vec(n)?;
     v.resize(n, value);
     Ok(v)
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::{Device, Error, Result};
+use crate::Result;
 
 /// Buffers smaller than this are not pooled.
 pub const MIN_POOLED_BYTES: usize = 1 << 16;
@@ -49,12 +49,10 @@ pub trait Pooled: Copy + Send + Sized + 'static {
     fn buckets() -> &'static Buckets<Self>;
 
     /// A vector of length 0 and capacity at least `n`, reused when one is free. An
-    /// allocation the system refuses (or a byte size past `isize::MAX`) is
-    /// [`Error::OutOfMemory`], never an abort.
+    /// allocation the system refuses or cannot back (see [`super::admit`]), or a byte size
+    /// past `isize::MAX`, is [`Error::OutOfMemory`](crate::Error::OutOfMemory), never an abort.
     fn take(n: usize) -> Result<Vec<Self>> {
-        let oom =
-            || Error::OutOfMemory { op: "alloc", bytes: n as u128 * size_of::<Self>() as u128, device: Device::Cpu };
-        let bytes = n.checked_mul(size_of::<Self>()).filter(|&b| b <= isize::MAX as usize).ok_or_else(oom)?;
+        let bytes = n.saturating_mul(size_of::<Self>());
         if bytes >= MIN_POOLED_BYTES {
             let reused = Self::buckets().lock().ok().and_then(|mut b| b.as_mut()?.get_mut(&n)?.pop());
             if let Some(mut v) = reused {
@@ -63,9 +61,7 @@ pub trait Pooled: Copy + Send + Sized + 'static {
                 return Ok(v);
             }
         }
-        let mut v = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| oom())?;
-        Ok(v)
+        super::try_vec(n)
     }
 
     /// `n` copies of `value` in a reused buffer when one is free.
@@ -113,6 +109,7 @@ pooled!(f32, f64, i64, bool, half::f16, half::bf16);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Device, Error};
 
     #[test]
     fn impossible_allocations_are_errors() {
