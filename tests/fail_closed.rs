@@ -92,12 +92,8 @@ fn child_entry() {
     }
 }
 
-/// Runs `case` in a child process limited to 8 GiB of address space and returns what it
-/// printed; fails if the child died (signal, abort, panic).
-fn in_child(case: &str) -> String {
-    in_child_limited(case, true)
-}
-
+/// Runs `case` in a child process (limited to 8 GiB of address space unless told otherwise)
+/// and returns what it printed; fails if the child died (signal, abort, panic).
 fn in_child_limited(case: &str, limit_address_space: bool) -> String {
     let exe = std::env::current_exe().unwrap();
     let ulimit = if limit_address_space { "ulimit -v 8388608 2>/dev/null; " } else { "" };
