@@ -30,7 +30,7 @@ use crate::ProcessGroup;
 /// # Ok::<(), stategrad_autograd::Error>(())
 /// ```
 pub struct MpiGroup {
-    world: Mutex<SimpleCommunicator>,
+    comm: Mutex<Comm>,
     rank: usize,
     size: usize,
     // Dropped last: finalises MPI.
@@ -38,10 +38,34 @@ pub struct MpiGroup {
 }
 
 // SAFETY: MPI is initialised with at least `MPI_THREAD_SERIALIZED` (checked in `init`), and
-// every MPI call goes through the `world` mutex, so calls are never concurrent, which is all
+// every MPI call goes through the `comm` mutex, so calls are never concurrent, which is all
 // that level requires; the communicator handle itself is a plain value valid on any thread.
 unsafe impl Send for MpiGroup {}
 unsafe impl Sync for MpiGroup {}
+
+/// The communicator and the scratch buffers of the in-place sum, under one mutex.
+struct Comm {
+    world: SimpleCommunicator,
+    scratch_f32: Vec<f32>,
+    scratch_f64: Vec<f64>,
+}
+
+/// The element types the in-place sum handles, with their scratch buffer.
+trait Elem: Equivalence + Copy + Default + std::ops::Add<Output = Self> {
+    fn scratch(c: &mut Comm) -> (&SimpleCommunicator, &mut Vec<Self>);
+}
+
+impl Elem for f32 {
+    fn scratch(c: &mut Comm) -> (&SimpleCommunicator, &mut Vec<f32>) {
+        (&c.world, &mut c.scratch_f32)
+    }
+}
+
+impl Elem for f64 {
+    fn scratch(c: &mut Comm) -> (&SimpleCommunicator, &mut Vec<f64>) {
+        (&c.world, &mut c.scratch_f64)
+    }
+}
 
 /// Bytes per broadcast call, below MPI's `int` count limit.
 const CHUNK: usize = 1 << 30;
@@ -58,11 +82,12 @@ impl MpiGroup {
         }
         let world = universe.world();
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        Ok(MpiGroup { world: Mutex::new(world), rank, size, _universe: universe })
+        let comm = Comm { world, scratch_f32: Vec::new(), scratch_f64: Vec::new() };
+        Ok(MpiGroup { comm: Mutex::new(comm), rank, size, _universe: universe })
     }
 
-    fn comm(&self) -> MutexGuard<'_, SimpleCommunicator> {
-        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    fn comm(&self) -> MutexGuard<'_, Comm> {
+        self.comm.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every rank's `(len, op)`: the check made before a collective of fixed length.
@@ -90,8 +115,9 @@ impl MpiGroup {
         T: Equivalence + Copy + Default + std::ops::Add<Output = T>,
     {
         crate::group::check_into(self, op, send.len(), recv.len())?;
-        let w = self.comm();
-        self.agree(&w, op, send.len(), true)?;
+        let g = self.comm();
+        let w = &g.world;
+        self.agree(w, op, send.len(), true)?;
         let n = self.size;
         let len = send.len();
         if len > Count::MAX as usize {
@@ -127,6 +153,39 @@ impl MpiGroup {
     }
 }
 
+impl MpiGroup {
+    /// Rank-ordered sum of `data` in place. Two ranks: each swaps the half it does not own
+    /// for its peer's copy of the half it owns (`MPI_Sendrecv` into a scratch buffer kept
+    /// between calls), adds them (`x_0 + x_1`: IEEE addition commutes, so the owner's bits are
+    /// the rank-ordered sum's), and the summed halves are swapped back into `data`. That moves
+    /// the bytes of a ring all-reduce with no receive buffer to allocate and fill, which an
+    /// `MPI_Allreduce` into a second buffer needs (rsmpi does not expose `MPI_IN_PLACE`). One
+    /// rank: nothing to do; more: [`MpiGroup::reduce_into`] from a copy.
+    fn reduce_in_place<T: Elem>(&self, op: &'static str, data: &mut [T]) -> Result<()> {
+        if self.size > 2 {
+            let send = data.to_vec();
+            return self.reduce_into(op, &send, data);
+        }
+        let mut g = self.comm();
+        let (w, scratch) = T::scratch(&mut g);
+        self.agree(w, op, data.len(), true)?;
+        if self.size == 1 {
+            return Ok(());
+        }
+        if data.len() > Count::MAX as usize {
+            return Err(self.error(op, None, format!("{} elements exceed MPI's count limit", data.len())));
+        }
+        let peer = w.process_at_rank(1 - self.rank as i32);
+        let (lo, hi) = data.split_at_mut(data.len() / 2);
+        let (mine, theirs) = if self.rank == 0 { (lo, hi) } else { (hi, lo) };
+        scratch.resize(mine.len(), T::default()); // writes only what it grows by
+        mpi::point_to_point::send_receive_into(&*theirs, &peer, &mut scratch[..], &peer);
+        mine.iter_mut().zip(scratch.iter()).for_each(|(a, &b)| *a = *a + b);
+        mpi::point_to_point::send_receive_into(&*mine, &peer, &mut *theirs, &peer);
+        Ok(())
+    }
+}
+
 /// A stable 64-bit hash of a collective's name (FNV-1a).
 fn fnv(s: &str) -> u64 {
     s.bytes().fold(0xcbf29ce484222325, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
@@ -146,8 +205,9 @@ impl ProcessGroup for MpiGroup {
     }
 
     fn all_gather_bytes(&self, op: &'static str, data: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let w = self.comm();
-        let lens = self.agree(&w, op, data.len(), false)?;
+        let g = self.comm();
+        let w = &g.world;
+        let lens = self.agree(w, op, data.len(), false)?;
         let total: u64 = lens.iter().sum();
         if total > Count::MAX as u64 {
             return Err(self.error(op, None, format!("{total} bytes exceed MPI's count limit")));
@@ -166,8 +226,9 @@ impl ProcessGroup for MpiGroup {
         if root >= self.size {
             return Err(self.error(op, None, format!("root {root} outside a group of {}", self.size)));
         }
-        let w = self.comm();
-        let roots = self.agree(&w, op, root, true)?;
+        let g = self.comm();
+        let w = &g.world;
+        let roots = self.agree(w, op, root, true)?;
         debug_assert!(roots.iter().all(|&r| r == root as u64));
         let mut len = [data.len() as u64];
         w.process_at_rank(root as i32).broadcast_into(&mut len[..]);
@@ -179,13 +240,11 @@ impl ProcessGroup for MpiGroup {
     }
 
     fn all_reduce_sum_f32(&self, op: &'static str, data: &mut [f32]) -> Result<()> {
-        let send = data.to_vec();
-        self.reduce_into(op, &send, data)
+        self.reduce_in_place(op, data)
     }
 
     fn all_reduce_sum_f64(&self, op: &'static str, data: &mut [f64]) -> Result<()> {
-        let send = data.to_vec();
-        self.reduce_into(op, &send, data)
+        self.reduce_in_place(op, data)
     }
 
     fn all_reduce_sum_into_f32(&self, op: &'static str, send: &[f32], recv: &mut [f32]) -> Result<()> {
@@ -197,9 +256,9 @@ impl ProcessGroup for MpiGroup {
     }
 
     fn barrier(&self, op: &'static str) -> Result<()> {
-        let w = self.comm();
-        self.agree(&w, op, 0, true)?;
-        w.barrier();
+        let g = self.comm();
+        self.agree(&g.world, op, 0, true)?;
+        g.world.barrier();
         Ok(())
     }
 }
@@ -208,7 +267,6 @@ impl MpiGroup {
     /// A plain `MPI_Allreduce` (sum) of `send` into `recv`, with no ordering guarantee and no
     /// checks: the baseline the benches compare the wrapper's gradient all-reduce against.
     pub fn raw_all_reduce_sum_f32(&self, send: &[f32], recv: &mut [f32]) {
-        let w = self.comm();
-        w.all_reduce_into(send, recv, mpi::collective::SystemOperation::sum());
+        self.comm().world.all_reduce_into(send, recv, mpi::collective::SystemOperation::sum());
     }
 }

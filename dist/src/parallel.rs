@@ -356,28 +356,28 @@ impl<M: Module> DataParallel<M> {
         const OP: &str = "DataParallel::reduce_gradients";
         let n = self.group.world_size();
         let total: usize = bucket.iter().map(|(_, p)| p.numel()).sum();
-        // Buffers come from (and return to) the CPU backend's pool: a training step reuses
-        // the same pages instead of faulting fresh ones in. The summed bucket becomes one
-        // tensor and each parameter's gradient a view of it (no copy out).
+        // The bucket comes from the CPU backend's pool (and returns to it when the gradients
+        // are dropped): a training step reuses the same pages instead of faulting fresh ones
+        // in. The summed bucket becomes one tensor and each parameter's gradient a view of it
+        // (no copy out).
         macro_rules! reduce {
             ($t:ty, $into:ident) => {{
                 let mut send = <$t as Pooled>::take(total)?;
                 for (_, p) in bucket {
                     match p.grad(grads) {
-                        Some(g) => extend_host(&mut send, &g, n as $t)?,
+                        Some(g) => extend_host(&mut send, &g, n)?,
                         None => send.resize(send.len() + p.numel(), 0.0),
                     }
                 }
-                let mut recv = <$t as Pooled>::filled(total, 0.0)?;
-                self.group.$into(OP, &send, &mut recv)?;
-                <$t as Pooled>::give(send);
+                // Summed in place: no receive buffer to allocate and fill.
+                self.group.$into(OP, &mut send)?;
                 self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
-                Tensor::from_vec(recv, &[total], Device::Cpu)?
+                Tensor::from_vec(send, &[total], Device::Cpu)?
             }};
         }
         let flat = match dtype {
-            DType::F32 => reduce!(f32, all_reduce_sum_into_f32),
-            DType::F64 => reduce!(f64, all_reduce_sum_into_f64),
+            DType::F32 => reduce!(f32, all_reduce_sum_f32),
+            DType::F64 => reduce!(f64, all_reduce_sum_f64),
             DType::I64 => return Ok(()),
             DType::F16 | DType::BF16 => {
                 return Err(Error::Unsupported {
@@ -408,20 +408,54 @@ impl<M: Module> DataParallel<M> {
 /// differs from `sum / n` by at most an ulp per term, and is still the same on every rank.
 // Without a GPU backend compiled in, `Storage` has only the CPU variant.
 #[allow(irrefutable_let_patterns)]
-fn extend_host<T: HostElement + std::ops::Div<Output = T>>(out: &mut Vec<T>, t: &Tensor, n: T) -> Result<()> {
+fn extend_host<T: HostElement + Scale>(out: &mut Vec<T>, t: &Tensor, n: usize) -> Result<()> {
+    // For a power of two, multiplying by 1/n is exact and gives the quotient's bits.
+    let scale = |part: &[T], out: &mut Vec<T>| {
+        if n.is_power_of_two() {
+            let r = T::recip(n);
+            out.extend(part.iter().map(|&x| x * r));
+        } else {
+            let d = T::from_count(n);
+            out.extend(part.iter().map(|&x| x / d));
+        }
+    };
     if t.is_contiguous() {
         if let Storage::Cpu(s) = t.storage() {
             if let Some(all) = T::slice(s) {
                 let o = t.layout().offset();
                 if let Some(part) = all.get(o..o + t.numel()) {
-                    out.extend(part.iter().map(|&x| x / n));
+                    scale(part, out);
                     return Ok(());
                 }
             }
         }
     }
-    out.extend(t.to_vec::<T>()?.into_iter().map(|x| x / n));
+    scale(&t.to_vec::<T>()?, out);
     Ok(())
+}
+
+/// The float types gradients are averaged in.
+trait Scale: Copy + std::ops::Mul<Output = Self> + std::ops::Div<Output = Self> {
+    fn from_count(n: usize) -> Self;
+    fn recip(n: usize) -> Self;
+}
+
+impl Scale for f32 {
+    fn from_count(n: usize) -> f32 {
+        n as f32
+    }
+    fn recip(n: usize) -> f32 {
+        1.0 / n as f32
+    }
+}
+
+impl Scale for f64 {
+    fn from_count(n: usize) -> f64 {
+        n as f64
+    }
+    fn recip(n: usize) -> f64 {
+        1.0 / n as f64
+    }
 }
 
 /// Transparent: the wrapper has no state or name of its own; walks, typed access and
