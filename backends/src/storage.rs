@@ -7,8 +7,8 @@ use half::{bf16, f16};
 
 use crate::host::{HostBuf, Pod};
 use crate::{
-    BinaryOp, Conv2dParams, DType, Device, Distribution, Error, HostElement, Kernels, Layout, OptimStep, ReduceOp, Result,
-    UnaryOp,
+    BinaryOp, Conv2dParams, DType, Device, Distribution, Error, HostElement, Kernels, Layout, OptimStep, ReduceOp,
+    Result, UnaryOp,
 };
 
 /// Host memory: one [`HostBuf`] per dtype (an owned vector, or a read-only window of a
@@ -493,7 +493,13 @@ impl Storage {
     }
 
     /// See [`Kernels::optim_step`]: `self` (the parameter) and `state` are updated in place.
-    pub fn optim_step(&mut self, step: &OptimStep, grad: &Storage, lg: &Layout, state: &mut [&mut Storage]) -> Result<()> {
+    pub fn optim_step(
+        &mut self,
+        step: &OptimStep,
+        grad: &Storage,
+        lg: &Layout,
+        state: &mut [&mut Storage],
+    ) -> Result<()> {
         const OP: &str = "optim_step";
         let mut operands: Vec<&Storage> = vec![self, grad];
         operands.extend(state.iter().map(|s| &**s));

@@ -53,7 +53,11 @@ impl Tensor {
         }
         for t in others {
             if t.shape() != self.shape() {
-                return Err(Error::shape(OP, &[self.shape(), t.shape()], "gradient and state must have the parameter's shape"));
+                return Err(Error::shape(
+                    OP,
+                    &[self.shape(), t.shape()],
+                    "gradient and state must have the parameter's shape",
+                ));
             }
             if t.dtype() != self.dtype() {
                 return Err(Error::DTypeMismatch { op: OP, lhs: self.dtype(), rhs: t.dtype() });

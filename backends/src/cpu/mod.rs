@@ -6,8 +6,8 @@
 use rayon::prelude::*;
 
 use crate::{
-    rng, BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Element, Error, Kernels, Layout, OptimStep, ReduceOp,
-    Result, UnaryOp,
+    rng, BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Element, Error, Kernels, Layout, OptimStep,
+    ReduceOp, Result, UnaryOp,
 };
 
 pub mod admit;

@@ -248,14 +248,8 @@ mod tests {
 
     #[test]
     fn sgd_with_momentum_and_decay_by_hand() {
-        let step = |init| OptimStep::Sgd {
-            lr: 0.5,
-            weight_decay: 0.25,
-            momentum: 0.5,
-            dampening: 0.0,
-            nesterov: false,
-            init,
-        };
+        let step =
+            |init| OptimStep::Sgd { lr: 0.5, weight_decay: 0.25, momentum: 0.5, dampening: 0.0, nesterov: false, init };
         let (mut p, g, mut b) = (f32s(&[2.0, -4.0]), f32s(&[1.0, 1.0]), f32s(&[9.0, 9.0]));
         let l = Layout::contiguous(&[2]);
         optim_step(&step(true), &mut p, &g, &l, &mut [&mut b]).unwrap();
@@ -282,8 +276,13 @@ mod tests {
         };
         let n = PAR_THRESHOLD + 3; // the rayon split and a ragged last chunk
         let g: Vec<f64> = (0..n).map(|i| if i % 3 == 0 { -2.0 } else { 0.5 }).collect();
-        let (mut p, mut m, mut v) = (CpuStorage::from_vec(vec![1.0f64; n]), CpuStorage::from_vec(vec![0.0f64; n]), CpuStorage::from_vec(vec![0.0f64; n]));
-        optim_step(&step, &mut p, &CpuStorage::from_vec(g.clone()), &Layout::contiguous(&[n]), &mut [&mut m, &mut v]).unwrap();
+        let (mut p, mut m, mut v) = (
+            CpuStorage::from_vec(vec![1.0f64; n]),
+            CpuStorage::from_vec(vec![0.0f64; n]),
+            CpuStorage::from_vec(vec![0.0f64; n]),
+        );
+        optim_step(&step, &mut p, &CpuStorage::from_vec(g.clone()), &Layout::contiguous(&[n]), &mut [&mut m, &mut v])
+            .unwrap();
         for (i, (&x, &g)) in p.as_slice::<f64>().unwrap().iter().zip(&g).enumerate() {
             assert!((x - (1.0 - lr * g.signum())).abs() < 1e-12, "element {i}: {x}");
         }
@@ -292,7 +291,8 @@ mod tests {
     #[test]
     fn bad_operands_are_typed_errors() {
         let l = Layout::contiguous(&[2]);
-        let sgd = OptimStep::Sgd { lr: 0.1, weight_decay: 0.0, momentum: 0.9, dampening: 0.0, nesterov: false, init: true };
+        let sgd =
+            OptimStep::Sgd { lr: 0.1, weight_decay: 0.0, momentum: 0.9, dampening: 0.0, nesterov: false, init: true };
         let (mut p, g) = (f32s(&[1.0, 2.0]), f32s(&[1.0, 2.0]));
         let e = optim_step(&sgd, &mut p, &g, &l, &mut []).unwrap_err();
         assert!(matches!(e, Error::Shape { op: OP, .. }), "{e}");

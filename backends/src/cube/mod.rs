@@ -10,8 +10,8 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 
 use crate::{
-    BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Error, Kernels, Layout, OptimStep, ReduceOp, Result,
-    UnaryOp,
+    BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Error, Kernels, Layout, OptimStep, ReduceOp,
+    Result, UnaryOp,
 };
 
 mod conv;
