@@ -10,6 +10,8 @@
 //! prints `GPU tests skipped: <reason>`; with `STATEGRAD_REQUIRE_GPU=1` it fails instead.
 //! Tolerances: f32 `1e-5` relative (+`1e-5` absolute; sums and matmuls scale with the
 //! reduced length), f64 `1e-12` for exact kernels, `1e-9` for transcendental ones.
+mod optim_cases;
+
 use stategrad::backends::{
     uniform_at, BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Error, Layout, ReduceOp, Result,
     Storage, UnaryOp,
@@ -695,5 +697,26 @@ fn out_of_range_indices_are_errors_on_every_device() {
         assert!(matches!(e, Error::Index { op: "gather", index: -1, .. }), "{d}: {e}");
         let ok = Tensor::from_slice(&[2i64, 0], &[2], Device::Cpu).unwrap().to_device(d).unwrap();
         assert_eq!(x.index_select(0, &ok).unwrap().shape(), &[2, 4]);
+    }
+}
+
+#[test]
+fn fused_optimizer_steps_equal_the_tensor_op_reference_on_every_device() {
+    for d in gpu_devices() {
+        for dtype in floats(d) {
+            for config in optim_cases::configs() {
+                let what = format!("{} {dtype} on {d}", config.name);
+                let fused = optim_cases::trajectory(&config, d, dtype, true).unwrap_or_else(|e| panic!("{what}: {e}"));
+                let reference = optim_cases::trajectory(&config, d, dtype, false).unwrap();
+                optim_cases::assert_close(
+                    &format!("{what}: fused vs tensor ops"),
+                    &fused,
+                    &reference,
+                    tol(dtype, 1e-12),
+                );
+                let cpu = optim_cases::trajectory(&config, Device::Cpu, dtype, true).unwrap();
+                optim_cases::assert_close(&format!("{what}: vs the CPU"), &fused, &cpu, tol(dtype, 1e-12));
+            }
+        }
     }
 }

@@ -42,8 +42,8 @@ pub use ops::{s, Indexer, TensorIndex, ELLIPSIS, NEW_AXIS};
 pub use serde::{SerData, SerTensor};
 pub use stategrad_backends::{
     half, meta, BinaryOp, Cast, Conv2dParams, CpuStorage, DType, Device, Element, Error, GradcheckFailure, HostBuf,
-    HostElement, Layout, LoadReport, MetaStorage, Migrated, Mismatch, ReduceOp, Renamed, Result, SharedBytes, Storage,
-    UnaryOp, UnmatchedKey,
+    HostElement, Layout, LoadReport, MetaStorage, Migrated, Mismatch, OptimStep, ReduceOp, Renamed, Result,
+    SharedBytes, Storage, UnaryOp, UnmatchedKey,
 };
 pub use tape::{grad, live_nodes, register_leaf_hook, Backward, BackwardOptions, HookHandle};
 pub use tensor::{manual_seed, next_seed, Tensor, TensorId};

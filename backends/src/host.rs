@@ -1,11 +1,12 @@
 //! `HostBuf<T>`: the elements of a CPU storage, either an owned vector or a borrowed,
 //! read-only window of shared bytes (a memory-mapped checkpoint).
 //!
-//! Storages are never mutated in place: every kernel writes a fresh output, and a
-//! parameter update or a load replaces the tensor. So a borrowed window never needs
-//! copy-on-write machinery: the first update of a mapped tensor allocates an owned buffer
-//! (copy at the point of writing), the tensors never updated keep borrowing, and the bytes
-//! behind the window — a file mapped read-only — are never written.
+//! Kernels write fresh outputs; the one in-place writer, the fused optimizer step, writes
+//! only owned vectors ([`HostBuf::as_mut_slice`] is `None` for a window), and its caller
+//! (`Tensor::optim_step_`) first copies a borrowed storage. So the first update of a
+//! mapped tensor allocates an owned buffer (copy at the point of writing), the tensors
+//! never updated keep borrowing, and the bytes behind the window — a file mapped
+//! read-only — are never written.
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -73,6 +74,14 @@ impl<T> HostBuf<T> {
     /// True when the elements borrow shared bytes (a mapped file) rather than own a vector.
     pub fn is_borrowed(&self) -> bool {
         matches!(self.0, Repr::Borrowed { .. })
+    }
+
+    /// The elements, writable, when owned; `None` when borrowed (never written in place).
+    pub fn as_mut_slice(&mut self) -> Option<&mut [T]> {
+        match &mut self.0 {
+            Repr::Owned(v) => Some(v),
+            Repr::Borrowed { .. } => None,
+        }
     }
 
     /// The owned vector, `None` when borrowed.

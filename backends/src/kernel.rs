@@ -162,10 +162,68 @@ impl Conv2dParams {
     }
 }
 
+/// One fused optimizer update for [`Kernels::optim_step`], with this step's scalars
+/// already resolved (bias corrections included), so a kernel does only per-element
+/// arithmetic, in the parameter's dtype, in the order `nn`'s tensor-op reference composes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OptimStep {
+    /// SGD (`torch.optim.SGD`): `d = g + weight_decay p` (when the decay is not 0); with
+    /// momentum, `b = d` when `init` else `b = momentum b + (1 - dampening) d`, and then
+    /// `d = d + momentum b` (Nesterov) or `d = b`; finally `p = p - lr d`. State: `[b]` with
+    /// momentum, none without.
+    Sgd {
+        /// Learning rate.
+        lr: f64,
+        /// L2 penalty added to the gradient (0: none).
+        weight_decay: f64,
+        /// Momentum factor (0: plain SGD, no state).
+        momentum: f64,
+        /// Dampening of the momentum's new term.
+        dampening: f64,
+        /// Nesterov momentum.
+        nesterov: bool,
+        /// The buffer is new: it is set to `d` (its previous contents are not read).
+        init: bool,
+    },
+    /// Adam / AdamW (`torch.optim.Adam(W)`): with the decay not 0, `p = p (1 - lr wd)`
+    /// (`decoupled`, AdamW) or `g = g + wd p` (Adam); `m = b1 m + (1 - b1) g`,
+    /// `v = b2 v + (1 - b2) g^2`, `p = p - step_size m / (sqrt(v) inv_bias2_sqrt + eps)`.
+    /// State: `[m, v]` (`exp_avg`, `exp_avg_sq`).
+    Adam {
+        /// Learning rate (for the decoupled decay).
+        lr: f64,
+        /// `beta1`.
+        beta1: f64,
+        /// `beta2`.
+        beta2: f64,
+        /// Added to the denominator.
+        eps: f64,
+        /// Weight decay (0: none).
+        weight_decay: f64,
+        /// AdamW's decay of the weight itself instead of Adam's L2 term.
+        decoupled: bool,
+        /// `lr / (1 - beta1^t)`.
+        step_size: f64,
+        /// `1 / sqrt(1 - beta2^t)`.
+        inv_bias2_sqrt: f64,
+    },
+}
+
+impl OptimStep {
+    /// How many state buffers the update reads and writes.
+    pub fn state_len(&self) -> usize {
+        match self {
+            OptimStep::Sgd { momentum, .. } => usize::from(*momentum != 0.0),
+            OptimStep::Adam { .. } => 2,
+        }
+    }
+}
+
 /// The kernels a backend provides: about twenty methods, op families as enums. Anything
 /// else is composed from these in `autograd`.
 ///
-/// Outputs are always fresh contiguous storages; inputs come with their [`Layout`] and may
+/// Outputs are always fresh contiguous storages (the one exception, [`Kernels::optim_step`],
+/// updates storages its caller holds uniquely); inputs come with their [`Layout`] and may
 /// be strided (transposed, sliced, broadcast). Storage on a GPU is read back only through
 /// [`Kernels::to_host`], which may wait for queued work.
 pub trait Kernels {
@@ -287,4 +345,18 @@ pub trait Kernels {
     ) -> Result<Self::Storage>;
     /// Concatenation along `dim` of views that agree on every other dim.
     fn cat(&self, parts: &[(&Self::Storage, &Layout)], dim: usize) -> Result<Self::Storage>;
+
+    /// One fused optimizer update **in place** (the one kernel that writes into its
+    /// operands): `param` and the [`OptimStep::state_len`] buffers of `state` are whole
+    /// contiguous float storages of one length and dtype, overwritten where they lie;
+    /// `grad` (same dtype) is read through `lg`, of `param`'s element count. The caller
+    /// guarantees nothing else shares the written storages (see `Tensor::optim_step_`).
+    fn optim_step(
+        &self,
+        step: &OptimStep,
+        param: &mut Self::Storage,
+        grad: &Self::Storage,
+        lg: &Layout,
+        state: &mut [&mut Self::Storage],
+    ) -> Result<()>;
 }

@@ -26,7 +26,7 @@ pub use error::{Error, Result};
 /// The half-precision element types (`f16`, `bf16`) of [`DType::F16`] and [`DType::BF16`].
 pub use half;
 pub use host::{HostBuf, Pod, SharedBytes};
-pub use kernel::{BinaryOp, Conv2dParams, Distribution, Kernels, ReduceOp, UnaryOp};
+pub use kernel::{BinaryOp, Conv2dParams, Distribution, Kernels, OptimStep, ReduceOp, UnaryOp};
 pub use layout::{broadcast_shapes, checked_numel, Dims, Layout, StridedIndex, MAX_NUMEL};
 pub use report::{Cast, GradcheckFailure, LoadReport, Migrated, Mismatch, Renamed, UnmatchedKey};
 pub use rng::{normal_at, uniform_at};

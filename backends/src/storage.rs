@@ -7,7 +7,8 @@ use half::{bf16, f16};
 
 use crate::host::{HostBuf, Pod};
 use crate::{
-    BinaryOp, Conv2dParams, DType, Device, Distribution, Error, HostElement, Kernels, Layout, ReduceOp, Result, UnaryOp,
+    BinaryOp, Conv2dParams, DType, Device, Distribution, Error, HostElement, Kernels, Layout, OptimStep, ReduceOp,
+    Result, UnaryOp,
 };
 
 /// Host memory: one [`HostBuf`] per dtype (an owned vector, or a read-only window of a
@@ -108,7 +109,8 @@ pub struct MetaStorage {
     pub len: usize,
 }
 
-/// A tensor's memory on one device. Cheap to share behind an `Arc`; never mutated in place.
+/// A tensor's memory on one device. Cheap to share behind an `Arc`; kernels write fresh
+/// outputs, except [`Storage::optim_step`], which updates storages its caller holds uniquely.
 #[derive(Debug)]
 pub enum Storage {
     /// Host memory.
@@ -482,6 +484,53 @@ impl Storage {
             }
             _ if self.device() != idx.device() => Err(device_error("scatter_add", self, idx)),
             _ => Err(device_error("scatter_add", self, src)),
+        }
+    }
+
+    /// True when the elements borrow shared bytes (a mapped file), which are never written.
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self, Storage::Cpu(s) if s.is_borrowed())
+    }
+
+    /// See [`Kernels::optim_step`]: `self` (the parameter) and `state` are updated in place.
+    pub fn optim_step(
+        &mut self,
+        step: &OptimStep,
+        grad: &Storage,
+        lg: &Layout,
+        state: &mut [&mut Storage],
+    ) -> Result<()> {
+        const OP: &str = "optim_step";
+        let mut operands: Vec<&Storage> = vec![self, grad];
+        operands.extend(state.iter().map(|s| &**s));
+        check_materialised(OP, &operands)?;
+        if let Some(other) = operands.iter().find(|s| s.device() != operands[0].device()) {
+            return Err(device_error(OP, operands[0], other));
+        }
+        #[allow(unreachable_patterns)]
+        match (self, grad) {
+            (Storage::Cpu(p), Storage::Cpu(g)) => {
+                let mut state: Vec<&mut CpuStorage> = state
+                    .iter_mut()
+                    .map(|s| match &mut **s {
+                        Storage::Cpu(c) => c,
+                        _ => unreachable!("devices checked above"),
+                    })
+                    .collect();
+                CpuBackend.optim_step(step, p, g, lg, &mut state)
+            }
+            #[cfg(feature = "cube")]
+            (Storage::Cube(p), Storage::Cube(g)) => {
+                let mut state: Vec<&mut CubeStorage> = state
+                    .iter_mut()
+                    .map(|s| match &mut **s {
+                        Storage::Cube(c) => c,
+                        _ => unreachable!("devices checked above"),
+                    })
+                    .collect();
+                cube::backend(p.device())?.optim_step(step, p, g, lg, &mut state)
+            }
+            _ => unreachable!("devices checked above, meta refused"),
         }
     }
 

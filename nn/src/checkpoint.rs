@@ -5,10 +5,10 @@
 //! **Zero-copy loading.** [`load_safetensors`] memory-maps the file (read-only, `memmap2`)
 //! and every CPU tensor whose bytes are aligned for its dtype borrows the mapping
 //! ([`stategrad_autograd::HostBuf`]): loading a 1 GiB checkpoint costs the page cache, not
-//! a second gigabyte of heap. Tensors are never written in place (every kernel writes a new
-//! storage, and an optimizer step or a load replaces a parameter's tensor), so a borrowed
-//! tensor needs no copy-on-write: the first update of a mapped parameter allocates its own
-//! buffer, tensors never updated keep borrowing, and the file is never written through the
+//! a second gigabyte of heap. Kernels write new storages and loads replace a parameter's
+//! tensor; the fused optimizer step, which updates in place, first copies a borrowed
+//! storage (`Tensor::optim_step_`'s copy-on-write): the first update of a mapped parameter
+//! allocates its own buffer, tensors never updated keep borrowing, and the file is never written through the
 //! mapping (it is mapped `PROT_READ`: a stray write would fault, not corrupt the file). The
 //! mapping lives as long as any tensor borrowing it. Saves replace files by rename, so
 //! saving over a file that a model still borrows is safe (the old inode stays mapped);

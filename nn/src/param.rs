@@ -93,6 +93,13 @@ impl Param {
         Ok(())
     }
 
+    /// Runs `f` on the data itself, under the write lock: an in-place optimizer update
+    /// ([`Tensor::optim_step_`]), which writes where the data lies only while nothing else
+    /// shares its storage (copy-on-write otherwise), and keeps shape, dtype and device.
+    pub(crate) fn update_in_place(&self, f: impl FnOnce(&mut Tensor) -> Result<()>) -> Result<()> {
+        f(&mut write(&self.0.state).data)
+    }
+
     /// Replaces the data with a tensor of any dtype or device (moves); same shape.
     pub(crate) fn put(&self, t: Tensor) {
         write(&self.0.state).data = t.detach();

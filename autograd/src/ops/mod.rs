@@ -10,6 +10,8 @@ mod elementwise;
 mod indexing;
 pub use indexing::{s, Indexer, TensorIndex, ELLIPSIS, NEW_AXIS};
 mod linalg;
+// the one in-place op: fused optimizer updates
+mod optim_step;
 mod reduction;
 mod shape;
 // operators on references

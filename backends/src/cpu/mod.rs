@@ -6,8 +6,8 @@
 use rayon::prelude::*;
 
 use crate::{
-    rng, BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Element, Error, Kernels, Layout, ReduceOp,
-    Result, UnaryOp,
+    rng, BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Element, Error, Kernels, Layout, OptimStep,
+    ReduceOp, Result, UnaryOp,
 };
 
 pub mod admit;
@@ -16,6 +16,7 @@ mod conv;
 mod index;
 mod matmul;
 mod num;
+mod optim;
 mod pool;
 mod reduce;
 mod unary;
@@ -517,5 +518,16 @@ impl Kernels for CpuBackend {
             return w.out(self.cat(&refs, dim)?);
         }
         index::cat(parts, dim).map_err(|e| e.in_op("cat"))
+    }
+
+    fn optim_step(
+        &self,
+        step: &OptimStep,
+        param: &mut CpuStorage,
+        grad: &CpuStorage,
+        lg: &Layout,
+        state: &mut [&mut CpuStorage],
+    ) -> Result<()> {
+        optim::optim_step(step, param, grad, lg, state)
     }
 }

@@ -10,7 +10,8 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 
 use crate::{
-    BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Error, Kernels, Layout, ReduceOp, Result, UnaryOp,
+    BinaryOp, Conv2dParams, CpuStorage, DType, Device, Distribution, Error, Kernels, Layout, OptimStep, ReduceOp,
+    Result, UnaryOp,
 };
 
 mod conv;
@@ -18,6 +19,7 @@ mod device;
 mod elementwise;
 mod index;
 mod matmul;
+mod optim;
 mod rand;
 mod reduce;
 
@@ -371,5 +373,16 @@ impl<R: Runtime> Kernels for GpuBackend<R> {
 
     fn cat(&self, parts: &[(&CubeStorage, &Layout)], dim: usize) -> Result<CubeStorage> {
         self.cat_impl(parts, dim)
+    }
+
+    fn optim_step(
+        &self,
+        step: &OptimStep,
+        param: &mut CubeStorage,
+        grad: &CubeStorage,
+        lg: &Layout,
+        state: &mut [&mut CubeStorage],
+    ) -> Result<()> {
+        self.optim_step_impl(step, param, grad, lg, state)
     }
 }

@@ -2,9 +2,9 @@
 //! `p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`. Adam adds the
 //! weight decay to the gradient (`g + wd p`); AdamW decays the weight directly
 //! (`p <- p (1 - lr wd)`) before the update.
-use stategrad_autograd::{Result, Tensor};
+use stategrad_autograd::{OptimStep, Result, Tensor};
 
-use super::{optimizer_via_core, Core, Ctx, ParamGroup};
+use super::{fused_switch, fused_update, optimizer_via_core, Core, Ctx, ParamGroup};
 use crate::Param;
 
 /// Adam / AdamW hyper-parameters.
@@ -74,7 +74,7 @@ impl Adam {
         Ok(Adam { core: Core::new("adam", groups, cfg.lr, cfg.weight_decay)?, cfg: Rule { cfg, decoupled: false } })
     }
 
-    fn update(rule: &Rule, p: &Tensor, g: &Tensor, ctx: Ctx<'_>) -> Result<Tensor> {
+    fn update(rule: &Rule, p: &Param, g: &Tensor, ctx: Ctx<'_>) -> Result<()> {
         adam_update(rule, p, g, ctx)
     }
 }
@@ -91,12 +91,33 @@ impl AdamW {
         Ok(AdamW { core: Core::new("adamw", groups, cfg.lr, cfg.weight_decay)?, cfg: Rule { cfg, decoupled: true } })
     }
 
-    fn update(rule: &Rule, p: &Tensor, g: &Tensor, ctx: Ctx<'_>) -> Result<Tensor> {
+    fn update(rule: &Rule, p: &Param, g: &Tensor, ctx: Ctx<'_>) -> Result<()> {
         adam_update(rule, p, g, ctx)
     }
 }
 
-fn adam_update(rule: &Rule, p: &Tensor, g: &Tensor, ctx: Ctx<'_>) -> Result<Tensor> {
+fn adam_update(rule: &Rule, param: &Param, g: &Tensor, ctx: Ctx<'_>) -> Result<()> {
+    if !ctx.fused {
+        return param.set(adam_reference(rule, &param.data(), g, ctx)?);
+    }
+    let (b1, b2) = rule.cfg.betas;
+    let t = ctx.slots.step as i32;
+    // the same f64 scalars as the reference's `div_scalar` and `mul_scalar`
+    let (step_size, inv_bias2_sqrt) = (ctx.lr / (1.0 - b1.powi(t)), 1.0 / (1.0 - b2.powi(t)).sqrt());
+    fused_update(param, g, ctx.slots, &["exp_avg", "exp_avg_sq"], |_| OptimStep::Adam {
+        lr: ctx.lr,
+        beta1: b1,
+        beta2: b2,
+        eps: rule.cfg.eps,
+        weight_decay: ctx.weight_decay,
+        decoupled: rule.decoupled,
+        step_size,
+        inv_bias2_sqrt,
+    })
+}
+
+/// The tensor-op composition of the update (the fused kernel's reference).
+fn adam_reference(rule: &Rule, p: &Tensor, g: &Tensor, ctx: Ctx<'_>) -> Result<Tensor> {
     let (b1, b2) = rule.cfg.betas;
     let (lr, wd) = (ctx.lr, ctx.weight_decay);
     let t = ctx.slots.step as i32;
@@ -123,3 +144,5 @@ fn adam_update(rule: &Rule, p: &Tensor, g: &Tensor, ctx: Ctx<'_>) -> Result<Tens
 
 optimizer_via_core!(Adam);
 optimizer_via_core!(AdamW);
+fused_switch!(Adam);
+fused_switch!(AdamW);

@@ -5,11 +5,22 @@
 //! There is no `zero_grad`: `loss.backward()` returns fresh [`Grads`] each time, and
 //! `step(&grads)` reads them. A parameter that is frozen (`requires_grad(false)`) or has
 //! no gradient in `grads` is skipped entirely — weight decay included — and buffers are
-//! never given to an optimizer. Updates run under `no_grad` and go through `Param::set`.
+//! never given to an optimizer.
+//!
+//! Updates are **fused and in place** by default: one backend kernel per parameter
+//! ([`Tensor::optim_step_`], one launch on a GPU) reads the gradient and rewrites the
+//! parameter and its state buffers where they lie, with copy-on-write when anything else
+//! still shares one of them (a view, a tensor saved on the tape, a held `param_slots`
+//! snapshot), so no other handle ever sees a value change. `fused(false)` on an optimizer
+//! selects the tensor-op composition instead (each step a few fresh tensors through
+//! `Param::set`): the reference the fused kernels are tested against, and the path for
+//! half-precision parameters, which the kernels do not take.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stategrad_autograd::{no_grad, Device, Error, Grads, LoadReport, Mismatch, Result, Tensor, UnmatchedKey};
+use stategrad_autograd::{
+    no_grad, DType, Device, Error, Grads, LoadReport, Mismatch, OptimStep, Result, Tensor, UnmatchedKey,
+};
 
 use crate::{Module, Param};
 use stategrad_autograd::SerTensor;
@@ -236,6 +247,8 @@ pub(crate) struct Core {
     kind: &'static str,
     groups: Vec<ParamGroup>,
     slots: Vec<Vec<Slots>>,
+    /// Fused in-place kernels (default) or the tensor-op reference.
+    pub fused: bool,
 }
 
 /// What an update rule sees for one parameter.
@@ -243,6 +256,8 @@ pub(crate) struct Ctx<'a> {
     pub lr: f64,
     pub weight_decay: f64,
     pub slots: &'a mut Slots,
+    /// Take the fused kernel (on for f32 / f64 parameters unless `fused(false)`).
+    pub fused: bool,
 }
 
 impl Core {
@@ -262,14 +277,15 @@ impl Core {
             }
         }
         let slots = groups.iter().map(|g| vec![Slots::default(); g.params.len()]).collect();
-        Ok(Core { kind, groups, slots })
+        Ok(Core { kind, groups, slots, fused: true })
     }
 
-    /// Runs `rule(param data, grad, ctx) -> new data` for every trainable parameter with a gradient.
+    /// Runs `rule(param, grad, ctx)`, which updates the parameter, for every trainable
+    /// parameter with a gradient.
     pub(crate) fn step(
         &mut self,
         grads: &Grads,
-        mut rule: impl FnMut(&Tensor, &Tensor, Ctx<'_>) -> Result<Tensor>,
+        mut rule: impl FnMut(&Param, &Tensor, Ctx<'_>) -> Result<()>,
     ) -> Result<()> {
         let _guard = no_grad();
         for (group, slots) in self.groups.iter().zip(&mut self.slots) {
@@ -280,8 +296,8 @@ impl Core {
                 }
                 let Some(grad) = param.grad(grads) else { continue };
                 slots.step += 1;
-                let new = rule(&param.data(), &grad.detach(), Ctx { lr, weight_decay, slots })?;
-                param.set(new)?;
+                let fused = self.fused && matches!(param.dtype(), DType::F32 | DType::F64);
+                rule(param, &grad.detach(), Ctx { lr, weight_decay, slots, fused })?;
             }
         }
         Ok(())
@@ -373,6 +389,39 @@ impl Core {
     }
 }
 
+/// The fused path of a rule: `names` are the state tensors `step` reads and writes (each
+/// created as zeros when absent, and `step(created)` told so), updated in place with the
+/// parameter by one kernel. On an error, state that did not exist before is not kept.
+pub(crate) fn fused_update(
+    param: &Param,
+    grad: &Tensor,
+    slots: &mut Slots,
+    names: &[&str],
+    step: impl FnOnce(bool) -> OptimStep,
+) -> Result<()> {
+    param.update_in_place(|data| {
+        let mut created = false;
+        let mut state = Vec::with_capacity(names.len());
+        for name in names {
+            state.push(match slots.tensors.remove(*name) {
+                Some(t) => (true, t),
+                None => {
+                    created = true;
+                    (false, data.zeros_like()?)
+                }
+            });
+        }
+        let mut refs: Vec<&mut Tensor> = state.iter_mut().map(|(_, t)| t).collect();
+        let result = data.optim_step_(grad, &mut refs, &step(created));
+        for (name, (existed, t)) in names.iter().zip(state) {
+            if existed || result.is_ok() {
+                slots.tensors.insert(name.to_string(), t);
+            }
+        }
+        result
+    })
+}
+
 /// Implements [`Optimizer`] for a type with a `core: Core` field and an `update` rule.
 macro_rules! optimizer_via_core {
     ($ty:ty) => {
@@ -400,3 +449,20 @@ macro_rules! optimizer_via_core {
     };
 }
 pub(crate) use optimizer_via_core;
+
+/// `fused(bool)` for a type with a `core: Core` field.
+macro_rules! fused_switch {
+    ($ty:ty) => {
+        impl $ty {
+            /// `true` (the default): each step is one fused in-place kernel per parameter;
+            /// `false`: the tensor-op composition (the reference; same values, more memory
+            /// traffic and fresh tensors every step). Half-precision parameters always take
+            /// the tensor ops.
+            pub fn fused(mut self, fused: bool) -> Self {
+                self.core.fused = fused;
+                self
+            }
+        }
+    };
+}
+pub(crate) use fused_switch;

@@ -1,9 +1,9 @@
 //! SGD as in `torch.optim.SGD`: with `d = g + wd * p`, momentum buffer
 //! `b = d` (first step) else `b = momentum * b + (1 - dampening) * d`; the step direction is
 //! `d + momentum * b` (Nesterov) or `b`; `p <- p - lr * direction`.
-use stategrad_autograd::{Result, Tensor};
+use stategrad_autograd::{OptimStep, Result, Tensor};
 
-use super::{optimizer_via_core, Core, Ctx, ParamGroup};
+use super::{fused_switch, fused_update, optimizer_via_core, Core, Ctx, ParamGroup};
 use crate::Param;
 
 /// SGD hyper-parameters (PyTorch's defaults apart from `lr`, which has none there).
@@ -56,7 +56,23 @@ impl Sgd {
         Ok(Sgd { core: Core::new("sgd", groups, cfg.lr, cfg.weight_decay)?, cfg })
     }
 
-    fn update(cfg: &SgdConfig, p: &Tensor, g: &Tensor, ctx: Ctx<'_>) -> Result<Tensor> {
+    fn update(cfg: &SgdConfig, param: &Param, g: &Tensor, ctx: Ctx<'_>) -> Result<()> {
+        if !ctx.fused {
+            return param.set(Self::reference(cfg, &param.data(), g, ctx)?);
+        }
+        let names: &[&str] = if cfg.momentum != 0.0 { &["momentum_buffer"] } else { &[] };
+        fused_update(param, g, ctx.slots, names, |init| OptimStep::Sgd {
+            lr: ctx.lr,
+            weight_decay: ctx.weight_decay,
+            momentum: cfg.momentum,
+            dampening: cfg.dampening,
+            nesterov: cfg.nesterov,
+            init,
+        })
+    }
+
+    /// The tensor-op composition of the update (the fused kernel's reference).
+    fn reference(cfg: &SgdConfig, p: &Tensor, g: &Tensor, ctx: Ctx<'_>) -> Result<Tensor> {
         let mut d = g.clone();
         if ctx.weight_decay != 0.0 {
             d = d.add(&p.mul_scalar(ctx.weight_decay)?)?;
@@ -74,3 +90,4 @@ impl Sgd {
 }
 
 optimizer_via_core!(Sgd);
+fused_switch!(Sgd);
