@@ -53,20 +53,18 @@ pub fn transfers() -> Transfers {
     COUNTS.with(Cell::get)
 }
 
-pub(super) fn to_device(bytes: usize) {
+fn count(f: impl FnOnce(&mut Transfers)) {
     COUNTS.with(|c| {
         let mut t = c.get();
-        t.to_device += 1;
-        t.to_device_bytes += bytes as u64;
+        f(&mut t);
         c.set(t);
     });
 }
 
+pub(super) fn to_device(bytes: usize) {
+    count(|t| (t.to_device, t.to_device_bytes) = (t.to_device + 1, t.to_device_bytes + bytes as u64));
+}
+
 pub(super) fn to_host(bytes: usize) {
-    COUNTS.with(|c| {
-        let mut t = c.get();
-        t.to_host += 1;
-        t.to_host_bytes += bytes as u64;
-        c.set(t);
-    });
+    count(|t| (t.to_host, t.to_host_bytes) = (t.to_host + 1, t.to_host_bytes + bytes as u64));
 }
