@@ -236,8 +236,15 @@ pub trait Kernels {
     /// Copies host data onto the device.
     #[allow(clippy::wrong_self_convention)] // a backend method, not a constructor
     fn from_host(&self, data: &CpuStorage) -> Result<Self::Storage>;
-    /// Copies the elements of the view `l` back to the host, contiguous.
+    /// Copies the elements of the view `l` back to the host, contiguous. On a device that
+    /// runs kernels asynchronously this waits for them and returns the deferred error of
+    /// any that failed since the last read ([`crate::Error::Index`] from an index op).
     fn to_host(&self, x: &Self::Storage, l: &Layout) -> Result<CpuStorage>;
+    /// Waits for queued work and returns its deferred error, as [`Kernels::to_host`] does,
+    /// without reading data. Backends that run synchronously have nothing to wait for.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
     /// `numel` elements all equal to `value`.
     fn fill(&self, numel: usize, dtype: DType, value: f64) -> Result<Self::Storage>;
     /// `numel` random elements; element `i` depends only on `(seed, i)`, so results do not

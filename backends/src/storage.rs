@@ -1,5 +1,6 @@
 //! `Storage`: the enum over backends. Each kernel call is dispatched here, once, to the
-//! backend that owns the operands; operands on different devices are an error.
+//! backend that owns the operands (a GPU storage carries its backend's handle, so no device
+//! lookup happens per kernel); operands on different devices are an error.
 use crate::cpu::CpuBackend;
 #[cfg(feature = "cube")]
 use crate::cube::{self, CubeStorage};
@@ -197,6 +198,17 @@ impl Storage {
         }
     }
 
+    /// Waits for the kernels queued on `device` and returns the deferred error of any that
+    /// failed since the last read-back (an out-of-range index on a GPU is
+    /// [`Error::Index`] naming the op), clearing it. `Ok` at once on the CPU.
+    pub fn synchronize(device: Device) -> Result<()> {
+        match device {
+            #[cfg(feature = "cube")]
+            Device::Wgpu(_) | Device::Cuda(_) => cube::synchronize(device),
+            _ => Ok(()),
+        }
+    }
+
     /// Copies host data to `device`.
     pub fn from_host(data: CpuStorage, device: Device) -> Result<Storage> {
         if device == Device::Meta || crate::meta::is_deferred() {
@@ -221,7 +233,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => CpuBackend.to_host(s, l),
             #[cfg(feature = "cube")]
-            Storage::Cube(s) => cube::backend(s.device())?.to_host(s, l),
+            Storage::Cube(s) => s.backend().to_host(s, l),
             Storage::Meta(_) => Err(meta_error("to_host")),
         }
     }
@@ -278,7 +290,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => CpuBackend.copy_strided(s, l).map(Storage::Cpu),
             #[cfg(feature = "cube")]
-            Storage::Cube(s) => cube::backend(s.device())?.copy_strided(s, l).map(Storage::Cube),
+            Storage::Cube(s) => s.backend().copy_strided(s, l).map(Storage::Cube),
             // Placeholders stay placeholders through copies and casts (a constructor's
             // `to_dtype` in deferred mode); kernels that read data fail.
             Storage::Meta(m) => Ok(Storage::Meta(MetaStorage { dtype: m.dtype, len: l.numel() })),
@@ -290,7 +302,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => CpuBackend.cast(s, l, dtype).map(Storage::Cpu),
             #[cfg(feature = "cube")]
-            Storage::Cube(s) => cube::backend(s.device())?.cast(s, l, dtype).map(Storage::Cube),
+            Storage::Cube(s) => s.backend().cast(s, l, dtype).map(Storage::Cube),
             Storage::Meta(_) => Ok(Storage::Meta(MetaStorage { dtype, len: l.numel() })),
         }
     }
@@ -300,7 +312,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => CpuBackend.unary(op, s, l).map(Storage::Cpu),
             #[cfg(feature = "cube")]
-            Storage::Cube(s) => cube::backend(s.device())?.unary(op, s, l).map(Storage::Cube),
+            Storage::Cube(s) => s.backend().unary(op, s, l).map(Storage::Cube),
             Storage::Meta(_) => Err(meta_error("unary")),
         }
     }
@@ -313,7 +325,7 @@ impl Storage {
             (Storage::Cpu(a), Storage::Cpu(b)) => CpuBackend.binary(op, a, la, b, lb).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             (Storage::Cube(a), Storage::Cube(b)) if a.device() == b.device() => {
-                cube::backend(a.device())?.binary(op, a, la, b, lb).map(Storage::Cube)
+                a.backend().binary(op, a, la, b, lb).map(Storage::Cube)
             }
             _ => Err(device_error("binary", self, rhs)),
         }
@@ -331,7 +343,7 @@ impl Storage {
             (Storage::Cube(c), Storage::Cube(x), Storage::Cube(y))
                 if c.device() == x.device() && x.device() == y.device() =>
             {
-                cube::backend(c.device())?.where_cond(c, lc, x, la, y, lb).map(Storage::Cube)
+                c.backend().where_cond(c, lc, x, la, y, lb).map(Storage::Cube)
             }
             _ if self.device() != a.device() => Err(device_error("where", self, a)),
             _ => Err(device_error("where", a, b)),
@@ -343,7 +355,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => CpuBackend.reduce(op, s, l, axes).map(Storage::Cpu),
             #[cfg(feature = "cube")]
-            Storage::Cube(s) => cube::backend(s.device())?.reduce(op, s, l, axes).map(Storage::Cube),
+            Storage::Cube(s) => s.backend().reduce(op, s, l, axes).map(Storage::Cube),
             Storage::Meta(_) => Err(meta_error("reduce")),
         }
     }
@@ -353,7 +365,7 @@ impl Storage {
         match self {
             Storage::Cpu(s) => CpuBackend.softmax(s, l, axis, log).map(Storage::Cpu),
             #[cfg(feature = "cube")]
-            Storage::Cube(s) => cube::backend(s.device())?.softmax(s, l, axis, log).map(Storage::Cube),
+            Storage::Cube(s) => s.backend().softmax(s, l, axis, log).map(Storage::Cube),
             Storage::Meta(_) => Err(meta_error("softmax")),
         }
     }
@@ -366,7 +378,7 @@ impl Storage {
             (Storage::Cpu(a), Storage::Cpu(b)) => CpuBackend.matmul(a, la, b, lb).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             (Storage::Cube(a), Storage::Cube(b)) if a.device() == b.device() => {
-                cube::backend(a.device())?.matmul(a, la, b, lb).map(Storage::Cube)
+                a.backend().matmul(a, la, b, lb).map(Storage::Cube)
             }
             _ => Err(device_error("matmul", self, rhs)),
         }
@@ -380,7 +392,7 @@ impl Storage {
             (Storage::Cpu(x), Storage::Cpu(w)) => CpuBackend.conv2d(x, lx, w, lw, p).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             (Storage::Cube(x), Storage::Cube(w)) if x.device() == w.device() => {
-                cube::backend(x.device())?.conv2d(x, lx, w, lw, p).map(Storage::Cube)
+                x.backend().conv2d(x, lx, w, lw, p).map(Storage::Cube)
             }
             _ => Err(device_error("conv2d", self, w)),
         }
@@ -403,7 +415,7 @@ impl Storage {
             }
             #[cfg(feature = "cube")]
             (Storage::Cube(g), Storage::Cube(w)) if g.device() == w.device() => {
-                cube::backend(g.device())?.conv2d_grad_input(g, lg, w, lw, p, input_hw).map(Storage::Cube)
+                g.backend().conv2d_grad_input(g, lg, w, lw, p, input_hw).map(Storage::Cube)
             }
             _ => Err(device_error("conv2d_grad_input", self, w)),
         }
@@ -426,7 +438,7 @@ impl Storage {
             }
             #[cfg(feature = "cube")]
             (Storage::Cube(x), Storage::Cube(g)) if x.device() == g.device() => {
-                cube::backend(x.device())?.conv2d_grad_weight(x, lx, g, lg, p, kernel_hw).map(Storage::Cube)
+                x.backend().conv2d_grad_weight(x, lx, g, lg, p, kernel_hw).map(Storage::Cube)
             }
             _ => Err(device_error("conv2d_grad_weight", self, grad)),
         }
@@ -440,7 +452,7 @@ impl Storage {
             (Storage::Cpu(x), Storage::Cpu(i)) => CpuBackend.index_select(x, lx, dim, i, li).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             (Storage::Cube(x), Storage::Cube(i)) if x.device() == i.device() => {
-                cube::backend(x.device())?.index_select(x, lx, dim, i, li).map(Storage::Cube)
+                x.backend().index_select(x, lx, dim, i, li).map(Storage::Cube)
             }
             _ => Err(device_error("index_select", self, idx)),
         }
@@ -454,7 +466,7 @@ impl Storage {
             (Storage::Cpu(x), Storage::Cpu(i)) => CpuBackend.gather(x, lx, dim, i, li).map(Storage::Cpu),
             #[cfg(feature = "cube")]
             (Storage::Cube(x), Storage::Cube(i)) if x.device() == i.device() => {
-                cube::backend(x.device())?.gather(x, lx, dim, i, li).map(Storage::Cube)
+                x.backend().gather(x, lx, dim, i, li).map(Storage::Cube)
             }
             _ => Err(device_error("gather", self, idx)),
         }
@@ -480,7 +492,7 @@ impl Storage {
             (Storage::Cube(d), Storage::Cube(i), Storage::Cube(s))
                 if d.device() == i.device() && d.device() == s.device() =>
             {
-                cube::backend(d.device())?.scatter_add(d, ld, dim, i, li, s, ls).map(Storage::Cube)
+                d.backend().scatter_add(d, ld, dim, i, li, s, ls).map(Storage::Cube)
             }
             _ if self.device() != idx.device() => Err(device_error("scatter_add", self, idx)),
             _ => Err(device_error("scatter_add", self, src)),
@@ -563,7 +575,7 @@ impl Storage {
                         _ => unreachable!("devices checked above"),
                     })
                     .collect();
-                cube::backend(c.device())?.cat(&cube, dim).map(Storage::Cube)
+                c.backend().cat(&cube, dim).map(Storage::Cube)
             }
             Storage::Meta(_) => Err(meta_error("cat")),
         }

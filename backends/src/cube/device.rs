@@ -2,6 +2,9 @@
 //! created, because cubecl's clients panic (wgpu: no adapter; cuda: no driver or device)
 //! instead of returning errors. One backend per device, created lazily once and cached
 //! for the life of the process (failures are cached too, so a missing device is cheap).
+//! The cache is consulted when a tensor is created on a device (`from_host`, `fill`,
+//! `rand`); every later kernel on that tensor goes through the backend handle its storage
+//! keeps, so no kernel call takes the cache's lock.
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
@@ -18,7 +21,7 @@ type Slot = std::result::Result<&'static CubeKernels, String>;
 pub fn backend(device: Device) -> Result<&'static CubeKernels> {
     static CACHE: OnceLock<Mutex<HashMap<Device, Slot>>> = OnceLock::new();
     let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    let slot = cache.entry(device).or_insert_with(|| open(device).map(|b| &*Box::leak(b)));
+    let slot = cache.entry(device).or_insert_with(|| open(device));
     slot.clone().map_err(|reason| Error::DeviceUnavailable { device, reason })
 }
 
@@ -33,7 +36,7 @@ pub fn devices() -> Vec<Device> {
     out
 }
 
-fn open(device: Device) -> std::result::Result<Box<CubeKernels>, String> {
+fn open(device: Device) -> Slot {
     // Belt and braces: the probes below rule out the known panics of client creation; any
     // other panic inside cubecl/wgpu/cudarc while opening a device becomes an error too.
     let opened = std::panic::catch_unwind(|| match device {
@@ -94,7 +97,7 @@ mod wgpu_probe {
         Ok(infos)
     }
 
-    pub fn open(index: usize) -> Result<Box<CubeKernels>, String> {
+    pub fn open(index: usize) -> Result<&'static CubeKernels, String> {
         let infos = adapters()?;
         let info = infos.get(index).ok_or_else(|| {
             let names: Vec<_> = infos.iter().map(|i| i.name.as_str()).collect();
@@ -110,7 +113,7 @@ mod wgpu_probe {
             _ => return Err(format!("adapter {:?} cannot be selected through cubecl", info.name)),
         };
         let client = WgpuRuntime::client(&device);
-        Ok(Box::new(GpuBackend::<WgpuRuntime>::new(Device::Wgpu(index), client, info.name.clone())))
+        Ok(GpuBackend::<WgpuRuntime>::open(Device::Wgpu(index), client, info.name.clone()))
     }
 }
 
@@ -136,7 +139,7 @@ mod cuda_probe {
         }
     }
 
-    pub fn open(index: usize) -> Result<Box<CubeKernels>, String> {
+    pub fn open(index: usize) -> Result<&'static CubeKernels, String> {
         let count = device_count()?;
         if index >= count {
             return Err(format!("only {count} CUDA device(s)"));
@@ -148,6 +151,6 @@ mod cuda_probe {
             return Err("CUDA toolkit headers not found (set CUDA_PATH; looked for include/cuda_runtime.h)".into());
         }
         let client = CudaRuntime::client(&CudaDevice::new(index));
-        Ok(Box::new(GpuBackend::<CudaRuntime>::new(Device::Cuda(index), client, format!("cuda:{index}"))))
+        Ok(GpuBackend::<CudaRuntime>::open(Device::Cuda(index), client, format!("cuda:{index}")))
     }
 }

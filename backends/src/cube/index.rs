@@ -2,11 +2,12 @@
 //!
 //! Inputs are read through their strides. scatter_add is deterministic: one thread per
 //! destination element sums, in index order, the sources that land on it (no float atomics,
-//! which WGSL lacks). Index ranges are not validated inside these kernels (an out-of-range
-//! index reads 0 or is skipped); the autograd ops check the index's min and max first and
-//! return `Error::Index`, as the CPU kernels do.
+//! which WGSL lacks). Index ranges are checked inside the kernels, with no host round-trip:
+//! an out-of-range index reads 0 (or is skipped) and is reported to the device's error flag
+//! (`flag.rs`), so the next read-back returns `Error::Index` naming the op.
 use cubecl::prelude::*;
 
+use super::flag::{report, GATHER, INDEX_SELECT, SCATTER_ADD};
 use super::{with_dtype, CubeStorage, GpuBackend};
 use crate::{DType, Error, Layout, Result};
 
@@ -25,6 +26,7 @@ fn index_select_kernel<E: Numeric, I: Int>(
     idx: &Tensor<I>,
     i_off: usize,
     out: &mut Array<E>,
+    flag: &mut Array<Atomic<u32>>,
     n: usize,
     dim: usize,
 ) {
@@ -37,7 +39,11 @@ fn index_select_kernel<E: Numeric, I: Int>(
             let d = rank - 1 - q;
             if d == dim {
                 let len = idx.shape(0);
-                let at = checked::<I>(idx[i_off + (rem % len) * idx.stride(0)], x.shape(d));
+                let v = idx[i_off + (rem % len) * idx.stride(0)];
+                let at = checked::<I>(v, x.shape(d));
+                if at >= x.shape(d) {
+                    report::<I>(flag, INDEX_SELECT, v, d, x.shape(d));
+                }
                 valid = valid && at < x.shape(d);
                 o += select(at < x.shape(d), at, 0) * x.stride(d);
                 rem /= len;
@@ -59,6 +65,7 @@ fn gather_kernel<E: Numeric, I: Int>(
     idx: &Tensor<I>,
     i_off: usize,
     out: &mut Array<E>,
+    flag: &mut Array<Atomic<u32>>,
     n: usize,
     dim: usize,
 ) {
@@ -77,8 +84,12 @@ fn gather_kernel<E: Numeric, I: Int>(
             }
             rem /= s;
         }
-        let at = checked::<I>(idx[io], x.shape(dim));
+        let v = idx[io];
+        let at = checked::<I>(v, x.shape(dim));
         let valid = at < x.shape(dim);
+        if !valid {
+            report::<I>(flag, GATHER, v, dim, x.shape(dim));
+        }
         o += select(valid, at, 0) * x.stride(dim);
         out[ABSOLUTE_POS] = select(valid, x[o], E::from_int(0));
     }
@@ -95,6 +106,7 @@ fn scatter_add_kernel<E: Numeric, I: Int>(
     src: &Tensor<E>,
     s_off: usize,
     out: &mut Array<E>,
+    flag: &mut Array<Atomic<u32>>,
     n: usize,
     dim: usize,
 ) {
@@ -123,7 +135,12 @@ fn scatter_add_kernel<E: Numeric, I: Int>(
         let mut acc = dst[doff];
         if inside {
             for t in 0..idx.shape(dim) {
-                let at = checked::<I>(idx[ioff + t * idx.stride(dim)], dst.shape(dim));
+                let v = idx[ioff + t * idx.stride(dim)];
+                let at = checked::<I>(v, dst.shape(dim));
+                // Each bad index is seen by every thread of its row; the first reports it.
+                if at >= dst.shape(dim) && target == 0 {
+                    report::<I>(flag, SCATTER_ADD, v, dim, dst.shape(dim));
+                }
                 if at == target {
                     acc += src[soff + t * src.stride(dim)];
                 }
@@ -167,7 +184,7 @@ impl<R: Runtime> GpuBackend<R> {
             let (ia, i_off) = self.view(idx, li);
             let (count, cdim) = self.grid(n);
             with_dtype!(x.dtype, E => index_select_kernel::launch::<E, i64, R>(
-                &self.client, count, cdim, xa, x_off, ia, i_off, self.array(&out), n, dim
+                &self.client, count, cdim, xa, x_off, ia, i_off, self.array(&out), self.flag_arg(), n, dim
             ));
         }
         Ok(out)
@@ -194,7 +211,7 @@ impl<R: Runtime> GpuBackend<R> {
             let (ia, i_off) = self.view(idx, li);
             let (count, cdim) = self.grid(n);
             with_dtype!(x.dtype, E => gather_kernel::launch::<E, i64, R>(
-                &self.client, count, cdim, xa, x_off, ia, i_off, self.array(&out), n, dim
+                &self.client, count, cdim, xa, x_off, ia, i_off, self.array(&out), self.flag_arg(), n, dim
             ));
         }
         Ok(out)
@@ -231,7 +248,7 @@ impl<R: Runtime> GpuBackend<R> {
             let (sa, s_off) = self.view(src, ls);
             let (count, cdim) = self.grid(n);
             with_dtype!(dst.dtype, E => scatter_add_kernel::launch::<E, i64, R>(
-                &self.client, count, cdim, da, d_off, ia, i_off, sa, s_off, self.array(&out), n, dim
+                &self.client, count, cdim, da, d_off, ia, i_off, sa, s_off, self.array(&out), self.flag_arg(), n, dim
             ));
         }
         Ok(out)

@@ -3,9 +3,12 @@
 //!
 //! [`backend`] maps a [`Device`] to a cached `GpuBackend<R>` behind `&dyn Kernels`, so the
 //! runtime type is chosen once, when the device is opened, and never matched again. Storage
-//! is a cubecl [`Handle`] (memory pooled by cubecl's memory management); data comes back to
-//! the host only in [`Kernels::to_host`]. See `README.md` here for the file map and for
-//! what differs from the CPU backend.
+//! is a cubecl [`Handle`] (memory pooled by cubecl's memory management) plus the handle of
+//! the backend that made it, so a kernel call never looks its device up again. Data comes
+//! back to the host only in [`Kernels::to_host`], which also reads the device's error flag
+//! (index kernels report out-of-range indices there, see `flag.rs`); [`transfers`] counts
+//! every host <-> device copy. See `README.md` here for the file map and for what differs
+//! from the CPU backend.
 use cubecl::prelude::*;
 use cubecl::server::Handle;
 
@@ -17,13 +20,17 @@ use crate::{
 mod conv;
 mod device;
 mod elementwise;
+mod flag;
 mod index;
 mod matmul;
 mod optim;
 mod rand;
 mod reduce;
+mod transfer;
 
 pub use device::{backend, devices};
+pub use flag::{synchronize, ERROR_FLAG_BYTES};
+pub use transfer::{transfers, Transfers};
 
 /// The backend of one cubecl device, as the rest of the crate sees it.
 pub type CubeKernels = dyn Kernels<Storage = CubeStorage> + Send + Sync;
@@ -31,16 +38,33 @@ pub type CubeKernels = dyn Kernels<Storage = CubeStorage> + Send + Sync;
 /// Threads per cube for the one-thread-per-element kernels.
 const BLOCK: u32 = 256;
 
-/// Memory of a cubecl device: a pooled buffer of `len` elements of `dtype`.
-#[derive(Clone, Debug)]
+/// Memory of a cubecl device: a pooled buffer of `len` elements of `dtype`, and the backend
+/// (client) of its device, so kernels on it are dispatched without a device lookup.
+#[derive(Clone)]
 pub struct CubeStorage {
     handle: Handle,
+    backend: &'static CubeKernels,
     device: Device,
     dtype: DType,
     len: usize,
 }
 
+impl std::fmt::Debug for CubeStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CubeStorage")
+            .field("device", &self.device)
+            .field("dtype", &self.dtype)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
 impl CubeStorage {
+    /// The backend of this buffer's device (the one that allocated it).
+    pub fn backend(&self) -> &'static CubeKernels {
+        self.backend
+    }
+
     /// The device holding this buffer.
     pub fn device(&self) -> Device {
         self.device
@@ -117,6 +141,10 @@ pub(crate) fn half_unsupported(dtype: DType) -> Error {
 pub struct GpuBackend<R: Runtime> {
     device: Device,
     client: ComputeClient<R>,
+    /// This backend as the rest of the crate holds it (set once, when it is leaked at open).
+    this: std::sync::OnceLock<&'static CubeKernels>,
+    /// The device's error flag: `flag::WORDS` u32 written atomically by index kernels.
+    flag: Handle,
     name: String,
     f64: bool,
     i64: bool,
@@ -127,13 +155,25 @@ pub struct GpuBackend<R: Runtime> {
 }
 
 impl<R: Runtime> GpuBackend<R> {
-    fn new(device: Device, client: ComputeClient<R>, name: String) -> Self {
+    /// Opens the backend of `device` for the life of the process: storages keep a
+    /// `&'static` handle to it.
+    fn open(device: Device, client: ComputeClient<R>, name: String) -> &'static CubeKernels {
         let props = client.properties();
         let f64 = props.supports_type(f64::as_type_native_unchecked());
         let i64 = props.supports_type(i64::as_type_native_unchecked());
         let u64 = props.supports_type(u64::as_type_native_unchecked());
         let f64_poly = R::name(&client).starts_with("wgpu");
-        GpuBackend { device, client, name, f64, i64, u64, f64_poly }
+        let flag = flag::create(&client);
+        let this = std::sync::OnceLock::new();
+        let b: &'static Self =
+            Box::leak(Box::new(GpuBackend { device, client, this, flag, name, f64, i64, u64, f64_poly }));
+        let _ = b.this.set(b);
+        b
+    }
+
+    /// This backend as storages hold it.
+    fn handle(&self) -> &'static CubeKernels {
+        *self.this.get().expect("a GpuBackend is only reachable after `open` set its handle")
     }
 
     /// Whether kernels on `dtype` use the f64-arithmetic transcendental functions.
@@ -169,11 +209,11 @@ impl<R: Runtime> GpuBackend<R> {
             return Err(Error::OutOfMemory { op: "alloc", bytes, device: self.device });
         }
         let handle = self.client.empty(bytes as usize);
-        Ok(CubeStorage { handle, device: self.device, dtype, len })
+        Ok(self.storage(handle, len, dtype))
     }
 
     fn storage(&self, handle: Handle, len: usize, dtype: DType) -> CubeStorage {
-        CubeStorage { handle, device: self.device, dtype, len }
+        CubeStorage { handle, backend: self.handle(), device: self.device, dtype, len }
     }
 
     /// The view `l` of `x` as a kernel tensor argument (shape and strides as cubecl metadata)
@@ -243,6 +283,7 @@ impl<R: Runtime> Kernels for GpuBackend<R> {
             return Err(Error::OutOfMemory { op: "from_host", bytes: bytes.len() as u128, device: self.device });
         }
         let handle = self.client.create_from_slice(bytes);
+        transfer::to_device(bytes.len());
         Ok(self.storage(handle, data.len(), data.dtype()))
     }
 
@@ -253,11 +294,16 @@ impl<R: Runtime> Kernels for GpuBackend<R> {
             return Ok(with_dtype!(x.dtype, E => CpuStorage::from_vec(Vec::<E>::new())));
         }
         let c = self.contiguous(x, l)?;
-        let bytes = self.client.read_one(c.handle.clone()).map_err(|e| Error::Unsupported {
-            op: "to_host",
-            msg: format!("reading back from {} failed (a kernel failed to compile or run?): {e:?}", self.device),
-        })?;
+        // The error flag rides along in the same read (one synchronisation): a deferred
+        // index error surfaces here, before the (zero-filled) data could be used.
+        let Some(bytes) = self.read_with_flag("to_host", Some(c.handle.clone()))? else {
+            return Err(Error::Unsupported { op: "to_host", msg: format!("{} returned no data", self.device) });
+        };
         Ok(with_dtype!(x.dtype, E => CpuStorage::from_vec(E::from_bytes(&bytes)[..n].to_vec())))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.read_with_flag("synchronize", None).map(|_| ())
     }
 
     fn fill(&self, numel: usize, dtype: DType, value: f64) -> Result<CubeStorage> {

@@ -83,7 +83,13 @@ fn picked(op: &'static str, log_probs: &Tensor, target: &Tensor, o: &NllOptions)
     check_weight(op, log_probs, o.weight.as_ref(), class_dim)?;
     let (valid, safe) = match o.ignore_index {
         Some(ignore) => {
-            let valid = target.ne(&Tensor::from_vec(vec![ignore], &[], target.device())?)?; // i64 0/1
+            // A fill on the target's device, not an upload (no host transfer on a GPU) when
+            // the value is exact in f64, as every realistic ignore_index is.
+            let ignore_t = match ignore as f64 as i64 == ignore {
+                true => Tensor::full(&[], ignore as f64, DType::I64, target.device())?,
+                false => Tensor::from_vec(vec![ignore], &[], target.device())?,
+            };
+            let valid = target.ne(&ignore_t)?; // i64 0/1
             (Some(valid.clone()), valid.mul(target)?) // ignored targets read class 0, weighted 0
         }
         None => (None, target.clone()),

@@ -1,5 +1,8 @@
 //! `one_hot(num_classes)`: i64 labels to a 0/1 tensor with a new last dimension (not
-//! differentiable; composed from a comparison).
+//! differentiable). On the CPU the labels are checked, then compared with `0..num_classes`;
+//! on a GPU it is a scatter_add of ones into zeros, so the labels are range-checked on the
+//! device and nothing is read back (a bad label is the deferred `Error::Index` of
+//! scatter_add, at the next read-back).
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
@@ -10,6 +13,13 @@ impl Tensor {
             return Err(Error::DType { op: "one_hot", expected: "int64 labels", got: self.dtype() });
         }
         stategrad_backends::checked_numel("one_hot", &[self.numel(), num_classes])?;
+        if !self.device().is_cpu() && num_classes > 0 {
+            let mut shape = self.shape().to_vec();
+            shape.push(num_classes);
+            let idx = self.unsqueeze(-1)?;
+            let zeros = Tensor::zeros(&shape, dtype, self.device())?;
+            return zeros.scatter_add(-1, &idx, &Tensor::ones(idx.shape(), dtype, self.device())?);
+        }
         if let Some(&bad) = self.to_vec::<i64>()?.iter().find(|&&l| l < 0 || l as usize >= num_classes) {
             return Err(Error::Index { op: "one_hot", index: bad, dim: self.rank(), size: num_classes });
         }
