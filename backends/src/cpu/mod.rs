@@ -122,7 +122,7 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Pooled + Sync>(
         return unsafe {
             build(n, 1, |start, o| {
                 let end = start + o.len();
-                vectorized(|| {
+                vectorized(#[inline(always)] || {
                     for (o, &v) in o.iter_mut().zip(&x[start..end]) {
                         o.write(f(v));
                     }
@@ -135,7 +135,7 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Pooled + Sync>(
     // SAFETY: chunks are whole rows (aligned to `len`); every arm writes its whole row.
     unsafe {
         build(n, len, |start, o| {
-            vectorized(|| {
+            vectorized(#[inline(always)] || {
                 for (row, base) in o.chunks_mut(len).zip(rows.starts(start / len)) {
                     match rows.stride {
                         0 => row.fill(std::mem::MaybeUninit::new(f(x[base]))),
@@ -173,7 +173,7 @@ pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Poole
         return unsafe {
             build(n, 1, |start, o| {
                 let end = start + o.len();
-                vectorized(|| {
+                vectorized(#[inline(always)] || {
                     for ((o, &x), &y) in o.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
                         o.write(f(x, y));
                     }
@@ -187,7 +187,7 @@ pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Poole
     unsafe {
         build(n, len, |start, o| {
             let bases = ra.starts(start / len).zip(rb.starts(start / len));
-            vectorized(|| {
+            vectorized(#[inline(always)] || {
                 for (row, (ba, bb)) in o.chunks_mut(len).zip(bases) {
                     let m = row.len();
                     // the common shapes of broadcasting get loops the compiler can vectorise

@@ -160,7 +160,7 @@ fn fold_block<T: Num, F: Fold<T>>(f: &F, xs: &[T], r0: usize) -> F::Acc {
 /// Folds a contiguous run: fixed blocks, merged left to right; the blocks in parallel when
 /// `par` (same blocks, same merge order, so the same bits).
 fn fold_run<T: Num, F: Fold<T>>(f: &F, xs: &[T], par: bool) -> F::Acc {
-    let block = |(b, c): (usize, &[T])| vectorized(|| fold_block(f, c, b * BLOCK));
+    let block = |(b, c): (usize, &[T])| vectorized(#[inline(always)] || fold_block(f, c, b * BLOCK));
     if par && xs.len() > BLOCK {
         let parts: Vec<F::Acc> = xs.par_chunks(BLOCK).enumerate().map(block).collect();
         parts.into_iter().fold(f.init(), |a, b| f.merge(a, b))
@@ -180,7 +180,7 @@ fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: us
     if inner == 1 {
         let row = |(o, y): (usize, &mut F::Out)| *y = f.finish(fold_run(f, &x[o * red..(o + 1) * red], false));
         if !par {
-            vectorized(|| out.iter_mut().enumerate().for_each(row));
+            vectorized(#[inline(always)] || out.iter_mut().enumerate().for_each(row));
         } else if outer >= 16 {
             let min_len = (PAR_CHUNK / red.max(1)).max(1);
             out.par_iter_mut().enumerate().with_min_len(min_len).for_each(row);
@@ -193,7 +193,7 @@ fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: us
     }
     // inner > 1: accumulate whole rows (vectorises over i), a stretch of COLS columns per task.
     let cols = |o: usize, c: usize, y: &mut [F::Out]| {
-        vectorized(|| {
+        vectorized(#[inline(always)] || {
             let i0 = c * COLS;
             let mut acc = vec![f.init(); y.len()];
             for r in 0..red {
@@ -290,9 +290,26 @@ pub fn reduce(op: ReduceOp, x: &CpuStorage, l: &Layout, axes: &[usize]) -> Resul
     }
 }
 
-/// Softmax (or log-softmax) of one contiguous row `x` into `y`, fused: the max, then
-/// `e^(x - m)` written once while its sum accumulates (f64, in lanes), then one scaling
-/// pass over the row, which is still in L1. Log-softmax writes only in its last pass.
+/// The f64 sum of `xs` in [`LANES`] lanes (a plain `+=` loop does not vectorise: IEEE
+/// addition is not reassociated).
+#[inline(always)]
+fn lane_sum<T: Float>(xs: &[T]) -> f64 {
+    let mut s = [0.0f64; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            s[j] += c[j].to_sum();
+        }
+    }
+    for (j, &v) in chunks.remainder().iter().enumerate() {
+        s[j] += v.to_sum();
+    }
+    s.iter().sum()
+}
+
+/// Softmax (or log-softmax) of one contiguous row `x` into `y`: the max (in lanes), then
+/// `e^(x - m)` into `y` (a plain map the compiler vectorises), its f64 sum, and one last
+/// pass over `y` (scaling, or `x - m - ln(sum)`), the row being in L1 throughout.
 #[inline(always)]
 fn softmax_row<T: Float>(x: &[T], y: &mut [MaybeUninit<T>], log: bool) {
     // NaN needs no test here: it reaches the sum, and so every output of its row.
@@ -307,41 +324,22 @@ fn softmax_row<T: Float>(x: &[T], y: &mut [MaybeUninit<T>], log: bool) {
         m[j] = if v > m[j] { v } else { m[j] };
     }
     let m = m.iter().fold(T::LOWEST, |a, &b| if b > a { b } else { a });
-    let mut s = [0.0f64; LANES];
+    for (y, &v) in y.iter_mut().zip(x) {
+        y.write((v - m).exp());
+    }
+    // SAFETY: the loop above wrote every element of `y` (a zip of equal lengths), and
+    // `MaybeUninit<T>` has the layout of `T`.
+    let y = unsafe { &mut *(y as *mut [MaybeUninit<T>] as *mut [T]) };
+    let s = lane_sum(y);
     if log {
-        let mut chunks = x.chunks_exact(LANES);
-        for c in &mut chunks {
-            for j in 0..LANES {
-                s[j] += (c[j] - m).exp().to_sum();
-            }
-        }
-        for (j, &v) in chunks.remainder().iter().enumerate() {
-            s[j] += (v - m).exp().to_sum();
-        }
-        let ls = T::from_sum(s.iter().sum::<f64>().ln());
+        let ls = T::from_sum(s.ln());
         for (y, &v) in y.iter_mut().zip(x) {
-            y.write(v - m - ls);
+            *y = v - m - ls;
         }
     } else {
-        let mut xc = x.chunks_exact(LANES);
-        let mut yc = y.chunks_exact_mut(LANES);
-        for (c, o) in (&mut xc).zip(&mut yc) {
-            for j in 0..LANES {
-                let e = (c[j] - m).exp();
-                o[j].write(e);
-                s[j] += e.to_sum();
-            }
-        }
-        for (j, (o, &v)) in yc.into_remainder().iter_mut().zip(xc.remainder()).enumerate() {
-            let e = (v - m).exp();
-            o.write(e);
-            s[j] += e.to_sum();
-        }
-        let r = T::from_sum(1.0 / s.iter().sum::<f64>());
+        let r = T::from_sum(1.0 / s);
         for y in y.iter_mut() {
-            // SAFETY: the loops above wrote every element of `y` (zips of equal lengths).
-            let e = unsafe { y.assume_init_mut() };
-            *e = *e * r;
+            *y = *y * r;
         }
     }
 }
@@ -386,7 +384,7 @@ fn softmax_typed<T: Float>(x: &[T], l: &Layout, axis: usize, log: bool) -> Resul
     unsafe {
         super::build(x.len(), block, |start, o| {
             let xs = &x[start..start + o.len()];
-            vectorized(|| {
+            vectorized(#[inline(always)] || {
                 for (yb, xb) in o.chunks_mut(block).zip(xs.chunks(block)) {
                     if inner == 1 {
                         softmax_row(xb, yb, log);

@@ -294,7 +294,7 @@ mod tests {
         // The same function inside and outside the dispatch: SIMD must not change results.
         let xs: Vec<f32> = (0..4099).map(|i| (i as f32 - 2000.0) * 0.037).collect();
         let plain: Vec<f32> = xs.iter().map(|&x| exp(x) + tanh(x) + erf(x) + ln(x.abs())).collect();
-        let simd: Vec<f32> = vectorized(|| xs.iter().map(|&x| exp(x) + tanh(x) + erf(x) + ln(x.abs())).collect());
+        let simd: Vec<f32> = vectorized(#[inline(always)] || xs.iter().map(|&x| exp(x) + tanh(x) + erf(x) + ln(x.abs())).collect());
         assert_eq!(
             plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             simd.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
