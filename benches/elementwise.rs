@@ -1,4 +1,5 @@
-//! Element-wise, reduction, softmax and conv2d kernels of the CPU backend, each beside
+//! Element-wise, transcendental, reduction, softmax and conv2d kernels (and a sweep of
+//! sizes around the parallel threshold) of the CPU backend, each beside
 //! same-run baselines: a plain single-threaded Rust loop and a rayon loop over the same
 //! buffers. Groups are `op/<dtype>/<shape>`, one function per backend or baseline;
 //! throughput in bytes moved (criterion prints GiB/s), or in flops for conv2d.
@@ -78,6 +79,7 @@ fn reductions(c: &mut Criterion) {
     g.bench_function(BenchmarkId::from_parameter("rayon-loop-f64acc"), |bch| {
         bch.iter(|| av.par_iter().map(|&x| x as f64).sum::<f64>())
     });
+    g.bench_function(BenchmarkId::from_parameter("rayon-loop-f32acc"), |bch| bch.iter(|| av.par_iter().sum::<f32>()));
     g.finish();
 
     let (rows, cols) = (4096, 1024);
@@ -101,6 +103,27 @@ fn reductions(c: &mut Criterion) {
                     s += *o;
                 }
                 o.iter_mut().for_each(|o| *o /= s);
+            });
+            out
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("log_softmax/f32/4096x1024");
+    g.throughput(Throughput::Bytes(8 * (rows * cols) as u64));
+    g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| {
+        let sx = st(&x);
+        bch.iter(|| sx.softmax(&lx, 1, true).expect("log_softmax"))
+    });
+    g.bench_function(BenchmarkId::from_parameter("rayon-loop"), |bch| {
+        bch.iter(|| {
+            let mut out = vec![0.0f32; rows * cols];
+            out.par_chunks_mut(cols).zip(xv.par_chunks(cols)).for_each(|(o, r)| {
+                let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+                let ls = r.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
+                for (o, &v) in o.iter_mut().zip(r) {
+                    *o = v - m - ls;
+                }
             });
             out
         })
@@ -142,5 +165,70 @@ fn conv(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, elementwise, reductions, conv);
+/// tanh, sigmoid and GELU at 16M beside loops over `std`'s f32 functions (GELU's baseline
+/// is the tanh form, `std` having no erf: one transcendental per element either way).
+fn transcendental(c: &mut Criterion) {
+    let n = 1usize << 24;
+    let a = rand(n, 9);
+    let l = Layout::contiguous(&[n]);
+    let av = f32s(&a);
+    let sa = st(&a);
+    fn gelu_tanh(x: f32) -> f32 {
+        0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh())
+    }
+    let rows: [(&str, UnaryOp, fn(f32) -> f32); 3] = [
+        ("tanh", UnaryOp::Tanh, f32::tanh),
+        ("sigmoid", UnaryOp::Sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
+        ("gelu", UnaryOp::Gelu, gelu_tanh),
+    ];
+    for (name, op, f) in rows {
+        let mut g = c.benchmark_group(format!("{name}/f32/16M"));
+        g.throughput(Throughput::Bytes(8 * n as u64));
+        g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| bch.iter(|| sa.unary(op, &l).expect(name)));
+        g.bench_function(BenchmarkId::from_parameter("plain-loop"), |bch| {
+            bch.iter(|| av.iter().map(|&x| f(x)).collect::<Vec<f32>>())
+        });
+        g.bench_function(BenchmarkId::from_parameter("rayon-loop"), |bch| {
+            bch.iter(|| av.par_iter().map(|&x| f(x)).collect::<Vec<f32>>())
+        });
+        g.finish();
+    }
+}
+
+/// Where a parallel split pays: `a + b` and `exp` at sizes around `PAR_THRESHOLD`, each
+/// beside a plain loop and a rayon loop over the same buffers (the crossover of those two
+/// is the threshold's measure; run with RAYON_NUM_THREADS=1 and 2).
+fn threshold(c: &mut Criterion) {
+    for k in [12usize, 14, 15, 16, 17, 18] {
+        let n = 1usize << k;
+        let (a, b) = (rand(n, 10), rand(n, 11));
+        let l = Layout::contiguous(&[n]);
+        let (av, bv) = (f32s(&a), f32s(&b));
+        let (sa, sb) = (st(&a), st(&b));
+        let mut g = c.benchmark_group(format!("threshold-add/f32/{}K", n >> 10));
+        g.throughput(Throughput::Bytes(12 * n as u64));
+        g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| {
+            bch.iter(|| sa.binary(BinaryOp::Add, &l, &sb, &l).expect("add"))
+        });
+        g.bench_function(BenchmarkId::from_parameter("plain-loop"), |bch| {
+            bch.iter(|| av.iter().zip(bv).map(|(x, y)| x + y).collect::<Vec<f32>>())
+        });
+        g.bench_function(BenchmarkId::from_parameter("rayon-loop"), |bch| {
+            bch.iter(|| av.par_iter().zip(bv).map(|(x, y)| x + y).collect::<Vec<f32>>())
+        });
+        g.finish();
+        let mut g = c.benchmark_group(format!("threshold-exp/f32/{}K", n >> 10));
+        g.throughput(Throughput::Bytes(8 * n as u64));
+        g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| bch.iter(|| sa.unary(UnaryOp::Exp, &l).expect("exp")));
+        g.bench_function(BenchmarkId::from_parameter("plain-loop"), |bch| {
+            bch.iter(|| av.iter().map(|x| x.exp()).collect::<Vec<f32>>())
+        });
+        g.bench_function(BenchmarkId::from_parameter("rayon-loop"), |bch| {
+            bch.iter(|| av.par_iter().map(|x| x.exp()).collect::<Vec<f32>>())
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, elementwise, reductions, transcendental, threshold, conv);
 criterion_main!(benches);

@@ -1,11 +1,12 @@
 //! Element-wise binary kernels and `where`, on operands already broadcast to one shape.
+use super::num::Float;
 use super::zip_strided;
 use crate::{BinaryOp, CpuStorage, Error, Layout, Result};
 
 /// `op(a, b)` for floats. Each arm passes its own closure, so `zip_strided` is
 /// monomorphised per op and the contiguous loops inline and vectorise (a `fn` pointer
 /// chosen at run time would cost an indirect call per element).
-fn float_binary<T: num_like::Float + Send + Sync + Default>(
+fn float_binary<T: Float + std::ops::Add<Output = T>>(
     op: BinaryOp,
     a: &[T],
     la: &Layout,
@@ -103,44 +104,4 @@ pub fn where_cond(
         (CpuStorage::I64(a), CpuStorage::I64(b)) => CpuStorage::I64(pick(&mask, a, la, b, lb)?.into()),
         _ => return Err(Error::DTypeMismatch { op: "where", lhs: a.dtype(), rhs: b.dtype() }),
     })
-}
-
-/// The float arithmetic the binary kernels need, for f32 and f64.
-mod num_like {
-    pub trait Float:
-        Copy
-        + crate::cpu::Pooled
-        + Sync
-        + PartialOrd
-        + std::ops::Add<Output = Self>
-        + std::ops::Sub<Output = Self>
-        + std::ops::Mul<Output = Self>
-        + std::ops::Div<Output = Self>
-    {
-        fn powf(self, e: Self) -> Self;
-        fn is_nan(self) -> bool;
-        fn from_bool(b: bool) -> Self;
-    }
-    impl Float for f32 {
-        fn powf(self, e: Self) -> Self {
-            f32::powf(self, e)
-        }
-        fn is_nan(self) -> bool {
-            f32::is_nan(self)
-        }
-        fn from_bool(b: bool) -> Self {
-            b as u8 as f32
-        }
-    }
-    impl Float for f64 {
-        fn powf(self, e: Self) -> Self {
-            f64::powf(self, e)
-        }
-        fn is_nan(self) -> bool {
-            f64::is_nan(self)
-        }
-        fn from_bool(b: bool) -> Self {
-            b as u8 as f64
-        }
-    }
 }

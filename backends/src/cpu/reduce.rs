@@ -6,16 +6,18 @@
 //! `(o, i)` folds `x[o, 0.., i]`.
 //!
 //! Numerics and determinism: an f32 sum accumulates in f64. A reduction over a contiguous
-//! run is cut into fixed blocks of [`BLOCK`] elements, each folded into 8 lanes, and the
+//! run is cut into fixed blocks of [`BLOCK`] elements, each folded into 16 lanes, and the
 //! block results are merged left to right. The cut depends only on the shape, never on the
 //! number of rayon threads, so results are bit-identical for any thread count.
 //! Max and min propagate NaN; argmax/argmin count NaN as the extreme and return the first
 //! index on ties. Softmax subtracts the row maximum before `exp`:
 //! `softmax(x)_j = e^(x_j - m) / sum_k e^(x_k - m)`, `log_softmax = x_j - m - ln(sum)`.
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::num::{Float, Num};
-use super::{contiguous, contiguous_cow, PAR_CHUNK, PAR_THRESHOLD};
+use super::{contiguous, contiguous_cow, vectorized, PAR_CHUNK, PAR_THRESHOLD};
 use crate::{CpuStorage, DType, Error, Layout, ReduceOp, Result};
 
 /// Elements per block of a reduction over a contiguous run (fixed: determinism).
@@ -124,31 +126,41 @@ impl<T: Num, const MAX: bool> Fold<T> for ArgFold<MAX> {
     }
 }
 
-/// Folds one block of a contiguous run (`r0` = position of `xs[0]` along the run) in 8
-/// independent lanes, so the loop vectorises, then merges the lanes in a fixed order.
+/// Independent accumulators per block: enough that the fold is throughput-bound, not bound
+/// by the latency of one add chain (16 f64 lanes are two AVX-512 or four AVX2 registers).
+const LANES: usize = 16;
+
+/// Folds one block of a contiguous run (`r0` = position of `xs[0]` along the run) in
+/// [`LANES`] independent lanes, so the loop vectorises, then merges the lanes pairwise in
+/// a fixed order.
 #[inline(always)]
 fn fold_block<T: Num, F: Fold<T>>(f: &F, xs: &[T], r0: usize) -> F::Acc {
-    let mut lanes = [f.init(); 8];
-    let mut chunks = xs.chunks_exact(8);
+    let mut lanes = [f.init(); LANES];
+    let mut chunks = xs.chunks_exact(LANES);
     let mut r = r0;
     for c in &mut chunks {
-        for j in 0..8 {
+        for j in 0..LANES {
             lanes[j] = f.step(lanes[j], c[j], r + j);
         }
-        r += 8;
+        r += LANES;
     }
     for (j, &x) in chunks.remainder().iter().enumerate() {
         lanes[j] = f.step(lanes[j], x, r + j);
     }
-    let lo = f.merge(f.merge(lanes[0], lanes[1]), f.merge(lanes[2], lanes[3]));
-    let hi = f.merge(f.merge(lanes[4], lanes[5]), f.merge(lanes[6], lanes[7]));
-    f.merge(lo, hi)
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for j in 0..width {
+            lanes[j] = f.merge(lanes[2 * j], lanes[2 * j + 1]);
+        }
+    }
+    lanes[0]
 }
 
 /// Folds a contiguous run: fixed blocks, merged left to right; the blocks in parallel when
 /// `par` (same blocks, same merge order, so the same bits).
 fn fold_run<T: Num, F: Fold<T>>(f: &F, xs: &[T], par: bool) -> F::Acc {
-    let block = |(b, c): (usize, &[T])| fold_block(f, c, b * BLOCK);
+    let block = |(b, c): (usize, &[T])| vectorized(#[inline(always)] || fold_block(f, c, b * BLOCK));
     if par && xs.len() > BLOCK {
         let parts: Vec<F::Acc> = xs.par_chunks(BLOCK).enumerate().map(block).collect();
         parts.into_iter().fold(f.init(), |a, b| f.merge(a, b))
@@ -168,7 +180,7 @@ fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: us
     if inner == 1 {
         let row = |(o, y): (usize, &mut F::Out)| *y = f.finish(fold_run(f, &x[o * red..(o + 1) * red], false));
         if !par {
-            out.iter_mut().enumerate().for_each(row);
+            vectorized(#[inline(always)] || out.iter_mut().enumerate().for_each(row));
         } else if outer >= 16 {
             let min_len = (PAR_CHUNK / red.max(1)).max(1);
             out.par_iter_mut().enumerate().with_min_len(min_len).for_each(row);
@@ -181,17 +193,19 @@ fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: us
     }
     // inner > 1: accumulate whole rows (vectorises over i), a stretch of COLS columns per task.
     let cols = |o: usize, c: usize, y: &mut [F::Out]| {
-        let i0 = c * COLS;
-        let mut acc = vec![f.init(); y.len()];
-        for r in 0..red {
-            let row = &x[(o * red + r) * inner + i0..][..y.len()];
-            for (a, &v) in acc.iter_mut().zip(row) {
-                *a = f.step(*a, v, r);
+        vectorized(#[inline(always)] || {
+            let i0 = c * COLS;
+            let mut acc = vec![f.init(); y.len()];
+            for r in 0..red {
+                let row = &x[(o * red + r) * inner + i0..][..y.len()];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a = f.step(*a, v, r);
+                }
             }
-        }
-        for (y, a) in y.iter_mut().zip(acc) {
-            *y = f.finish(a);
-        }
+            for (y, a) in y.iter_mut().zip(acc) {
+                *y = f.finish(a);
+            }
+        })
     };
     if par {
         out.par_chunks_mut(inner).enumerate().for_each(|(o, yo)| {
@@ -276,31 +290,65 @@ pub fn reduce(op: ReduceOp, x: &CpuStorage, l: &Layout, axes: &[usize]) -> Resul
     }
 }
 
-/// Softmax (or log-softmax) of one `[n, inner]` block, `x` into `y`.
-fn softmax_block<T: Float>(x: &[T], y: &mut [T], n: usize, inner: usize, log: bool) {
-    if inner == 1 {
-        let m = x.iter().fold(T::LOWEST, |m, &v| if better::<T, true>(v, m) { v } else { m });
-        let mut s = 0.0f64;
-        for (y, &v) in y.iter_mut().zip(x) {
-            let e = (v - m).exp();
-            *y = e;
-            s += e.to_sum();
+/// The f64 sum of `xs` in [`LANES`] lanes (a plain `+=` loop does not vectorise: IEEE
+/// addition is not reassociated).
+#[inline(always)]
+fn lane_sum<T: Float>(xs: &[T]) -> f64 {
+    let mut s = [0.0f64; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            s[j] += c[j].to_sum();
         }
-        if log {
-            let ls = T::from_sum(s.ln());
-            for (y, &v) in y.iter_mut().zip(x) {
-                *y = v - m - ls;
-            }
-        } else {
-            let r = T::from_sum(1.0 / s);
-            for y in y.iter_mut() {
-                *y = *y * r;
-            }
-        }
-        return;
     }
+    for (j, &v) in chunks.remainder().iter().enumerate() {
+        s[j] += v.to_sum();
+    }
+    s.iter().sum()
+}
+
+/// Softmax (or log-softmax) of one contiguous row `x` into `y`: the max (in lanes), then
+/// `e^(x - m)` into `y` (a plain map the compiler vectorises), its f64 sum, and one last
+/// pass over `y` (scaling, or `x - m - ln(sum)`), the row being in L1 throughout.
+#[inline(always)]
+fn softmax_row<T: Float>(x: &[T], y: &mut [MaybeUninit<T>], log: bool) {
+    // NaN needs no test here: it reaches the sum, and so every output of its row.
+    let mut m = [T::LOWEST; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for j in 0..LANES {
+            m[j] = if c[j] > m[j] { c[j] } else { m[j] };
+        }
+    }
+    for (j, &v) in chunks.remainder().iter().enumerate() {
+        m[j] = if v > m[j] { v } else { m[j] };
+    }
+    let m = m.iter().fold(T::LOWEST, |a, &b| if b > a { b } else { a });
+    for (y, &v) in y.iter_mut().zip(x) {
+        y.write((v - m).exp());
+    }
+    // SAFETY: the loop above wrote every element of `y` (a zip of equal lengths), and
+    // `MaybeUninit<T>` has the layout of `T`.
+    let y = unsafe { &mut *(y as *mut [MaybeUninit<T>] as *mut [T]) };
+    let s = lane_sum(y);
+    if log {
+        let ls = T::from_sum(s.ln());
+        for (y, &v) in y.iter_mut().zip(x) {
+            *y = v - m - ls;
+        }
+    } else {
+        let r = T::from_sum(1.0 / s);
+        for y in y.iter_mut() {
+            *y = *y * r;
+        }
+    }
+}
+
+/// Softmax (or log-softmax) of one `[n, inner]` block with `inner > 1`: column-wise max
+/// and sums (vectorised across the columns), then one pass writing each output.
+fn softmax_block<T: Float>(x: &[T], y: &mut [MaybeUninit<T>], inner: usize, log: bool) {
     let mut m = vec![T::LOWEST; inner];
-    for row in x.chunks_exact(inner).take(n) {
+    for row in x.chunks_exact(inner) {
         for (m, &v) in m.iter_mut().zip(row) {
             if better::<T, true>(v, *m) {
                 *m = v;
@@ -308,16 +356,16 @@ fn softmax_block<T: Float>(x: &[T], y: &mut [T], n: usize, inner: usize, log: bo
         }
     }
     let mut s = vec![0.0f64; inner];
-    for (yr, xr) in y.chunks_exact_mut(inner).zip(x.chunks_exact(inner)) {
-        for (((y, &v), &m), s) in yr.iter_mut().zip(xr).zip(&m).zip(s.iter_mut()) {
-            let e = (v - m).exp();
-            *y = e;
-            *s += e.to_sum();
+    for xr in x.chunks_exact(inner) {
+        for ((&v, &m), s) in xr.iter().zip(&m).zip(s.iter_mut()) {
+            *s += (v - m).exp().to_sum();
         }
     }
+    // per column: ln(sum) for log-softmax, 1 / sum for softmax
+    let k: Vec<T> = s.iter().map(|&s| T::from_sum(if log { s.ln() } else { 1.0 / s })).collect();
     for (yr, xr) in y.chunks_exact_mut(inner).zip(x.chunks_exact(inner)) {
-        for (((y, &v), &m), &s) in yr.iter_mut().zip(xr).zip(&m).zip(&s) {
-            *y = if log { v - m - T::from_sum(s.ln()) } else { *y * T::from_sum(1.0 / s) };
+        for (((y, &v), &m), &k) in yr.iter_mut().zip(xr).zip(&m).zip(&k) {
+            y.write(if log { v - m - k } else { (v - m).exp() * k });
         }
     }
 }
@@ -328,18 +376,25 @@ fn softmax_typed<T: Float>(x: &[T], l: &Layout, axis: usize, log: bool) -> Resul
     let n = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
     let block = n * inner;
-    let mut y = T::filled(x.len(), T::ZERO)?;
     if block == 0 {
-        return Ok(y);
+        return T::filled(x.len(), T::ZERO);
     }
-    let run = |(yb, xb): (&mut [T], &[T])| softmax_block(xb, yb, n, inner, log);
-    if x.len() >= PAR_THRESHOLD {
-        let min_len = (PAR_CHUNK / block).max(1);
-        y.par_chunks_mut(block).zip(x.par_chunks(block)).with_min_len(min_len).for_each(run);
-    } else {
-        y.chunks_mut(block).zip(x.chunks(block)).for_each(run);
+    // SAFETY: chunks are whole blocks (`build` aligns them to `block`), and both block
+    // kernels write every element of the block they are given.
+    unsafe {
+        super::build(x.len(), block, |start, o| {
+            let xs = &x[start..start + o.len()];
+            vectorized(#[inline(always)] || {
+                for (yb, xb) in o.chunks_mut(block).zip(xs.chunks(block)) {
+                    if inner == 1 {
+                        softmax_row(xb, yb, log);
+                    } else {
+                        softmax_block(xb, yb, inner, log);
+                    }
+                }
+            })
+        })
     }
-    Ok(y)
 }
 
 /// Numerically stable softmax (or log-softmax) along `axis` of the view `l`; contiguous output.

@@ -1,5 +1,10 @@
 //! Element-wise unary kernels (f32, f64; a few on i64).
+//!
+//! Each op is its own closure, so `map_strided` is monomorphised per op and the loop inlines
+//! the element function (f32's from [`super::vmath`], vectorised; f64's from `std`/libm):
+//! no function pointer is called per element, and f32 never detours through f64.
 use super::map_strided;
+use super::num::Float;
 use crate::{CpuStorage, DType, Error, Layout, Result, UnaryOp};
 
 /// The error function, correctly rounded to within about 1 ulp in f64 (FreeBSD's msun
@@ -8,89 +13,72 @@ pub fn erf(x: f64) -> f64 {
     libm::erf(x)
 }
 
-const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
-const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
-
-fn float_fn(op: UnaryOp) -> fn(f64, f64, f64) -> f64 {
-    // (x, p0, p1) with the op's scalar parameters
+fn float_unary<T: Float>(op: UnaryOp, v: &[T], l: &Layout) -> Result<Vec<T>> {
+    let (zero, one) = (T::ZERO, T::ONE);
     match op {
-        UnaryOp::Neg => |x, _, _| -x,
-        UnaryOp::Abs => |x, _, _| x.abs(),
-        UnaryOp::Exp => |x, _, _| x.exp(),
-        UnaryOp::Log => |x, _, _| x.ln(),
-        UnaryOp::Sqrt => |x, _, _| x.sqrt(),
-        UnaryOp::Rsqrt => |x, _, _| 1.0 / x.sqrt(),
-        UnaryOp::Recip => |x, _, _| 1.0 / x,
-        UnaryOp::Tanh => |x, _, _| x.tanh(),
-        UnaryOp::Sigmoid => |x, _, _| 1.0 / (1.0 + (-x).exp()),
-        UnaryOp::Relu => |x, _, _| if x > 0.0 { x } else { 0.0 },
-        UnaryOp::Gelu => |x, _, _| 0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2)),
-        UnaryOp::GeluGrad => {
-            |x, _, _| 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
+        UnaryOp::Neg => map_strided(v, l, |x: T| -x),
+        UnaryOp::Abs => map_strided(v, l, T::abs),
+        UnaryOp::Exp => map_strided(v, l, T::exp),
+        UnaryOp::Log => map_strided(v, l, T::ln),
+        UnaryOp::Sqrt => map_strided(v, l, T::sqrt),
+        UnaryOp::Rsqrt => map_strided(v, l, move |x: T| one / x.sqrt()),
+        UnaryOp::Recip => map_strided(v, l, move |x: T| one / x),
+        UnaryOp::Tanh => map_strided(v, l, T::tanh),
+        UnaryOp::Sigmoid => map_strided(v, l, T::sigmoid),
+        UnaryOp::Relu => map_strided(v, l, move |x: T| if x > zero { x } else { zero }),
+        UnaryOp::Gelu => map_strided(v, l, T::gelu),
+        UnaryOp::GeluGrad => map_strided(v, l, T::gelu_grad),
+        UnaryOp::Erf => map_strided(v, l, T::erf),
+        UnaryOp::Sin => map_strided(v, l, T::sin),
+        UnaryOp::Cos => map_strided(v, l, T::cos),
+        UnaryOp::Sign => map_strided(v, l, move |x: T| {
+            if x > zero {
+                one
+            } else if x < zero {
+                -one
+            } else {
+                zero
+            }
+        }),
+        UnaryOp::Step => map_strided(v, l, move |x: T| if x > zero { one } else { zero }),
+        UnaryOp::Powf(p) => {
+            let p = T::from_f64(p);
+            map_strided(v, l, move |x: T| x.powf(p))
         }
-        UnaryOp::Erf => |x, _, _| erf(x),
-        UnaryOp::Sin => |x, _, _| x.sin(),
-        UnaryOp::Cos => |x, _, _| x.cos(),
-        UnaryOp::Sign => |x, _, _| {
-            if x > 0.0 {
-                1.0
-            } else if x < 0.0 {
-                -1.0
+        // Bounds compare in f64, as given (an f32 bound would round toward or away from x).
+        UnaryOp::Clamp(lo, hi) => {
+            let (tlo, thi) = (T::from_f64(lo), T::from_f64(hi));
+            map_strided(v, l, move |x: T| {
+                let xd = x.to_f64();
+                if xd < lo {
+                    tlo
+                } else if xd > hi {
+                    thi
+                } else {
+                    x
+                }
+            })
+        }
+        UnaryOp::InRange(lo, hi) => map_strided(v, l, move |x: T| {
+            let xd = x.to_f64();
+            if xd >= lo && xd <= hi {
+                one
             } else {
-                0.0
+                zero
             }
-        },
-        UnaryOp::Step => |x, _, _| if x > 0.0 { 1.0 } else { 0.0 },
-        UnaryOp::Powf(_) => |x, p, _| x.powf(p),
-        UnaryOp::Clamp(_, _) => |x, lo, hi| {
-            if x < lo {
-                lo
-            } else if x > hi {
-                hi
-            } else {
-                x
-            }
-        },
-        UnaryOp::InRange(_, _) => |x, lo, hi| if x >= lo && x <= hi { 1.0 } else { 0.0 },
-        UnaryOp::Affine(_, _) => |x, m, a| x * m + a,
-    }
-}
-
-fn params(op: UnaryOp) -> (f64, f64) {
-    match op {
-        UnaryOp::Powf(p) => (p, 0.0),
-        UnaryOp::Clamp(a, b) | UnaryOp::InRange(a, b) | UnaryOp::Affine(a, b) => (a, b),
-        _ => (0.0, 0.0),
+        }),
+        UnaryOp::Affine(m, a) => {
+            let (m, a) = (T::from_f64(m), T::from_f64(a));
+            map_strided(v, l, move |x: T| T::add(x * m, a))
+        }
     }
 }
 
 /// `op(x)` over the view `l`.
 pub fn unary(op: UnaryOp, x: &CpuStorage, l: &Layout) -> Result<CpuStorage> {
-    let (p0, p1) = params(op);
-    // f32 kernels that matter for speed get their own f32 arithmetic; the rest go through f64.
     Ok(match x {
-        CpuStorage::F32(v) => CpuStorage::F32(
-            match op {
-                UnaryOp::Neg => map_strided(v, l, |x| -x),
-                UnaryOp::Exp => map_strided(v, l, f32::exp),
-                UnaryOp::Relu => map_strided(v, l, |x| if x > 0.0 { x } else { 0.0 }),
-                UnaryOp::Step => map_strided(v, l, |x| if x > 0.0 { 1.0 } else { 0.0 }),
-                UnaryOp::Sqrt => map_strided(v, l, f32::sqrt),
-                UnaryOp::Affine(m, a) => {
-                    let (m, a) = (m as f32, a as f32);
-                    map_strided(v, l, move |x| x * m + a)
-                }
-                _ => {
-                    let f = float_fn(op);
-                    map_strided(v, l, move |x| f(x as f64, p0, p1) as f32)
-                }
-            }?
-            .into(),
-        ),
-        CpuStorage::F64(v) => {
-            let f = float_fn(op);
-            CpuStorage::F64(map_strided(v, l, move |x| f(x, p0, p1))?.into())
-        }
+        CpuStorage::F32(v) => CpuStorage::F32(float_unary(op, v, l)?.into()),
+        CpuStorage::F64(v) => CpuStorage::F64(float_unary(op, v, l)?.into()),
         CpuStorage::I64(v) => CpuStorage::I64(
             match op {
                 UnaryOp::Neg => map_strided(v, l, |x: i64| x.wrapping_neg()),
