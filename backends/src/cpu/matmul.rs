@@ -157,27 +157,48 @@ pub fn par_gemm<T: Float>(
     c: &mut [T],
     accumulate: bool,
 ) -> Result<()> {
-    let rows = split_rows(m, n);
-    let t = tasks(m, k, n, if rows { m } else { n });
-    if t <= 1 {
-        return gemm(m, k, n, a, b, c, accumulate);
+    par_gemm_strided(m, k, n, a, b, c, n, accumulate)
+}
+
+/// [`par_gemm`] into a block of a wider row-major matrix: row `i` of C starts at `c[i * rsc]`
+/// (`rsc >= n`); the elements between the block's rows are left alone.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn par_gemm_strided<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    c: &mut [T],
+    rsc: usize,
+    accumulate: bool,
+) -> Result<()> {
+    let c_fits = rsc >= n && (m == 0 || n == 0 || (m - 1).checked_mul(rsc).and_then(|r| r.checked_add(n)).is_some_and(|l| l <= c.len()));
+    if !a.fits(m, k) || !b.fits(k, n) || !c_fits {
+        return Err(Error::shape("gemm", &[&[m, k], &[k, n], &[m, n]], "operand strides reach outside their buffers"));
     }
-    check(m, k, n, &a, &b, c)?;
+    let rows = split_rows(m, n);
     let len = if rows { m } else { n };
-    let step = len.div_ceil(t).div_ceil(ALIGN) * ALIGN;
+    let t = tasks(m, k, n, len);
     let cp = CPtr(c.as_mut_ptr());
+    if t <= 1 {
+        // SAFETY: checked above: the operands fit, C's block lies inside the unique borrow `c`.
+        unsafe { gemm_raw(m, k, n, a, b, cp, rsc, accumulate) };
+        return Ok(());
+    }
+    let step = len.div_ceil(t).div_ceil(ALIGN) * ALIGN;
     (0..len.div_ceil(step)).into_par_iter().for_each(|i| {
         let (s0, s1) = (i * step, ((i + 1) * step).min(len));
-        // SAFETY: task `i` writes rows (or columns) `s0..s1` of C only, so tasks are disjoint;
-        // the shifted operand still fits (a sub-block of one that `check` accepted) and `c`'s
-        // unique borrow outlives the scope of the parallel loop.
+        // SAFETY: task `i` writes rows (or columns) `s0..s1` of C's block only, so tasks are
+        // disjoint; the shifted operand still fits (a sub-block of one checked above) and
+        // `c`'s unique borrow outlives the parallel loop.
         unsafe {
             if rows {
                 let a = Mat { data: a.data.get(s0 * a.rs..).unwrap_or(&[]), ..a };
-                gemm_raw(s1 - s0, k, n, a, b, cp.add(s0 * n), n, accumulate)
+                gemm_raw(s1 - s0, k, n, a, b, cp.add(s0 * rsc), rsc, accumulate)
             } else {
                 let b = Mat { data: b.data.get(s0 * b.cs..).unwrap_or(&[]), ..b };
-                gemm_raw(m, k, s1 - s0, a, b, cp.add(s0), n, accumulate)
+                gemm_raw(m, k, s1 - s0, a, b, cp.add(s0), rsc, accumulate)
             }
         }
     });
