@@ -146,12 +146,15 @@ fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), col
                 dst[..xlo].fill(T::ZERO);
                 dst[xhi..].fill(T::ZERO);
                 let dst = &mut dst[xlo..xhi];
-                if sw == 1 {
-                    dst.copy_from_slice(&src[ix0..][..dst.len()]);
-                } else {
-                    for (d, s) in dst.iter_mut().zip(src[ix0..].iter().step_by(sw)) {
-                        *d = *s;
-                    }
+                if dst.is_empty() {
+                    continue;
+                }
+                // the last input read is `ix0 + (len - 1) sw`, inside the row by `span`
+                let src = &src[ix0..=ix0 + (dst.len() - 1) * sw];
+                match sw {
+                    1 => dst.copy_from_slice(src),
+                    2 => dst.iter_mut().enumerate().for_each(|(xo, d)| *d = src[2 * xo]),
+                    _ => dst.iter_mut().zip(src.iter().step_by(sw)).for_each(|(d, s)| *d = *s),
                 }
             }
         }
@@ -188,14 +191,14 @@ fn col2im<T: Float>(g: &Geo, dcol: &[T], imgs: usize, (c0, c1): (usize, usize), 
                 for y in ylo..yhi {
                     let dst = &mut plane[(y * sh + i * dh - ph) * g.w..][..g.w];
                     let src = &src[y * g.ow..][xlo..xhi];
-                    if sw == 1 {
-                        for (d, &v) in dst[ix0..][..src.len()].iter_mut().zip(src) {
-                            *d = T::add(*d, v);
-                        }
-                    } else {
-                        for (d, &v) in dst[ix0..].iter_mut().step_by(sw).zip(src) {
-                            *d = T::add(*d, v);
-                        }
+                    if src.is_empty() {
+                        continue;
+                    }
+                    let dst = &mut dst[ix0..=ix0 + (src.len() - 1) * sw];
+                    match sw {
+                        1 => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = T::add(*d, v)),
+                        2 => src.iter().enumerate().for_each(|(xo, &v)| dst[2 * xo] = T::add(dst[2 * xo], v)),
+                        _ => dst.iter_mut().step_by(sw).zip(src).for_each(|(d, &v)| *d = T::add(*d, v)),
                     }
                 }
             }
