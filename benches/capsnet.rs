@@ -7,10 +7,16 @@
 //! the FLOPs of the PrimaryCaps convolution (the ceiling for the convolution kernels).
 //! At the end the shares of conv / matmul / routing in a step are printed.
 //!
+//! `conv/cpu/<layer>/b32`: the backend's three convolution kernels (forward, grad input, grad
+//! weight) of Conv1 and PrimaryCaps at the main job's batch, beside raw matrixmultiply sgemm
+//! on the same three GEMM shapes, single-threaded and split across the rayon threads (rows or
+//! columns, whichever packs less: the ceiling a convolution can reach on this pool).
+//!
 //! `cargo bench --bench capsnet`
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use stategrad::backends::{cpu::CpuBackend, Conv2dParams, CpuStorage, DType as BDType, Distribution, Kernels, Layout};
 use stategrad::autograd::{manual_seed, no_grad, DType, Device, Result, Tensor};
 use stategrad::nn::capsule::{dynamic_routing, CapsNet, CapsNetConfig, RoutingMode};
 use stategrad::nn::optim::{Adam, AdamConfig, Optimizer};
@@ -152,5 +158,94 @@ fn shares(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, train_and_infer, shares);
+/// The three GEMMs of a convolution's forward and backward, as `(m, k, n, a^T?)`: forward
+/// `W [co, K] col [K, N]`, grad input `W^T [K, co] g [co, N]`, grad weight `g [co, N] col^T`.
+fn conv_gemms(co: usize, k: usize, cols: usize) -> [(usize, usize, usize, bool, bool); 3] {
+    [(co, k, cols, false, false), (k, co, cols, true, false), (co, cols, k, false, true)]
+}
+
+/// Raw sgemm of `[m, k] x [k, n]` (each operand row-major or read transposed), split into
+/// `tasks` blocks of rows (tall C) or columns (wide C).
+#[allow(clippy::too_many_arguments)]
+fn raw_sgemm(m: usize, k: usize, n: usize, ta: bool, tb: bool, a: &[f32], b: &[f32], c: &mut [f32], tasks: usize) {
+    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if tb { (1, k) } else { (n, 1) };
+    let rows = m >= n;
+    let len = if rows { m } else { n };
+    let step = len.div_ceil(tasks).div_ceil(16) * 16;
+    let cp = c.as_mut_ptr() as usize;
+    rayon::scope(|s| {
+        for s0 in (0..len).step_by(step) {
+            let s1 = (s0 + step).min(len);
+            s.spawn(move |_| {
+                let (mm, nn, ao, bo, co) =
+                    if rows { (s1 - s0, n, s0 * rsa, 0, s0 * n) } else { (m, s1 - s0, 0, s0 * csb, s0) };
+                // SAFETY: each task writes its own rows/columns of c; operands are in bounds.
+                unsafe {
+                    matrixmultiply::sgemm(
+                        mm,
+                        k,
+                        nn,
+                        1.0,
+                        a.as_ptr().add(ao),
+                        rsa as isize,
+                        csa as isize,
+                        b.as_ptr().add(bo),
+                        rsb as isize,
+                        csb as isize,
+                        0.0,
+                        (cp as *mut f32).add(co),
+                        n as isize,
+                        1,
+                    )
+                }
+            });
+        }
+    });
+}
+
+fn conv_kernels(c: &mut Criterion) {
+    let b = 32;
+    // (name, c_in, hw, c_out, kernel, stride)
+    for (name, ci, hw, co, kk, st) in [("conv1", 1, 28, 256, 9, 1), ("primary", 256, 20, 256, 9, 2)] {
+        let p = Conv2dParams { stride: (st, st), padding: (0, 0), dilation: (1, 1), groups: 1 };
+        let (oh, ow) = p.output_hw((hw, hw), (kk, kk)).expect("fits");
+        let (kdim, cols) = (ci * kk * kk, b * oh * ow);
+        let rand = |n: usize, seed: u64| {
+            CpuBackend.rand(n, BDType::F32, Distribution::Uniform { lo: -1.0, hi: 1.0 }, seed).expect("rand")
+        };
+        let (x, w, gr) = (rand(b * ci * hw * hw, 1), rand(co * kdim, 2), rand(b * co * oh * ow, 3));
+        let (lx, lw, lg) = (
+            Layout::contiguous(&[b, ci, hw, hw]),
+            Layout::contiguous(&[co, ci, kk, kk]),
+            Layout::contiguous(&[b, co, oh, ow]),
+        );
+        let mut g = c.benchmark_group(format!("conv/cpu/{name}/b{b}"));
+        g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+        g.throughput(Throughput::Elements((3 * 2 * co * kdim * cols) as u64));
+        g.bench_function("stategrad-fwd-bwd", |bench| {
+            bench.iter(|| {
+                let out: CpuStorage = CpuBackend.conv2d(&x, &lx, &w, &lw, &p).expect("conv");
+                let gx = CpuBackend.conv2d_grad_input(&gr, &lg, &w, &lw, &p, (hw, hw)).expect("gx");
+                let gw = CpuBackend.conv2d_grad_weight(&x, &lx, &gr, &lg, &p, (kk, kk)).expect("gw");
+                (out, gx, gw)
+            })
+        });
+        // every operand and output of the three GEMMs fits buffers of the largest of the sizes
+        let big = (kdim * cols).max(co * kdim).max(co * cols);
+        let (opa, opb, mut out) = (vec![0.5f32; big], vec![0.25f32; big], vec![0f32; big]);
+        for (label, tasks) in [("raw-sgemm-1thread", 1), ("raw-sgemm-rayon", rayon::current_num_threads())] {
+            g.bench_function(label, |bench| {
+                bench.iter(|| {
+                    for (m, k, n, ta, tb) in conv_gemms(co, kdim, cols) {
+                        raw_sgemm(m, k, n, ta, tb, &opa, &opb, &mut out, tasks);
+                    }
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, conv_kernels, train_and_infer, shares);
 criterion_main!(benches);

@@ -1,7 +1,9 @@
-//! matmul of the CPU backend beside raw single-threaded matrixmultiply sgemm on the same
-//! buffers, in the same run. Groups are `matmul/<dtype>/<shape>`, one function per
-//! backend; throughput in flops (criterion prints them as elem/s).
-//! Target (issue 2): stategrad on 2 threads >= 1.6x raw sgemm at n >= 512, >= 0.95x at small n.
+//! matmul of the CPU backend beside raw matrixmultiply sgemm on the same buffers, in the same
+//! run: single-threaded, and split into one row block per rayon thread (the plain parallel
+//! loop; at small n it shows where a split starts to pay, which sets `TASK_FLOPS`). Groups are
+//! `matmul/<dtype>/<shape>`, one function per backend; throughput in flops (criterion prints
+//! them as elem/s).
+//! Targets (issue 10): on 2 threads >= 1.9x the single-thread raw kernel at n >= 512.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stategrad::backends::{cpu::CpuBackend, CpuStorage, DType, Distribution, Kernels, Layout, Storage};
 
@@ -49,11 +51,42 @@ fn bench_shape(c: &mut Criterion, name: &str, batch: usize, n: usize) {
             }
         })
     });
+    let threads = rayon::current_num_threads();
+    g.bench_function(BenchmarkId::from_parameter("raw-sgemm-rayon-rows"), |bch| {
+        bch.iter(|| {
+            use rayon::prelude::*;
+            let rows = n.div_ceil(threads);
+            out.par_chunks_mut(n * n).enumerate().for_each(|(i, out)| {
+                out.par_chunks_mut(rows * n).enumerate().for_each(|(t, c)| {
+                    let o = i * n * n + t * rows * n;
+                    // SAFETY: rows t*rows.. of matrix i, each row-major inside its buffer.
+                    unsafe {
+                        matrixmultiply::sgemm(
+                            c.len() / n,
+                            n,
+                            n,
+                            1.0,
+                            av[o..].as_ptr(),
+                            n as isize,
+                            1,
+                            bv[i * n * n..].as_ptr(),
+                            n as isize,
+                            1,
+                            0.0,
+                            c.as_mut_ptr(),
+                            n as isize,
+                            1,
+                        )
+                    }
+                })
+            })
+        })
+    });
     g.finish();
 }
 
 fn matmul(c: &mut Criterion) {
-    for n in [128, 512, 1024] {
+    for n in [64, 96, 128, 192, 256, 512, 1024] {
         bench_shape(c, &format!("{n}x{n}x{n}"), 1, n);
     }
     bench_shape(c, "32x128x128x128", 32, 128);

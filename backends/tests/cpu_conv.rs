@@ -106,6 +106,16 @@ fn conv_capsnet_like_shapes_chunk_and_split() {
 }
 
 #[test]
+fn conv_blocks_channels_and_chunks_images() {
+    // 110 input channels per group: one chunk's im2col rows exceed the col buffer's cap,
+    // so K is taken in two channel blocks (102 + 8; forward accumulates over them).
+    let big = Case { n: 3, c: 220, h: 18, w: 18, co: 4, kh: 9, kw: 9, p: p(1, 1, 1, 2) };
+    check(3, &big, View::Contiguous, true);
+    // 7 images of 400 output pixels: two chunks (4 + 3) of about 2048 columns.
+    check(4, &Case { n: 7, c: 2, h: 24, w: 24, co: 3, kh: 5, kw: 5, p: p(1, 0, 1, 1) }, View::Transposed, true);
+}
+
+#[test]
 fn conv_errors_name_the_op() {
     let x = CpuStorage::F32(vec![0.0; 2 * 3 * 4 * 4].into());
     let lx = Layout::contiguous(&[2, 3, 4, 4]);

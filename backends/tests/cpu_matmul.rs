@@ -6,7 +6,7 @@ mod common;
 use common::Rng;
 use common::*;
 use proptest::prelude::*;
-use stategrad_backends::cpu::{gemm, CpuBackend, Mat};
+use stategrad_backends::cpu::{gemm, par_gemm, CpuBackend, Mat};
 use stategrad_backends::{CpuStorage, DType, Error, Kernels, Layout};
 
 /// A `[batch.., rows, cols]` operand as `view`: Transposed stores the matrix column-major,
@@ -71,6 +71,31 @@ fn large_matmuls_split_across_tasks() {
     check(2, &[], 130, 90, 300, View::Contiguous, View::Transposed, false);
     check(3, &[12], 40, 70, 50, View::Broadcast, View::Narrowed, true);
     check(4, &[3], 150, 100, 120, View::Contiguous, View::Broadcast, true);
+}
+
+#[test]
+fn par_gemm_splits_rows_or_columns_like_one_gemm() {
+    // Tall C splits by rows, wide C by columns; on 1, 2 and 3 threads (uneven blocks) every
+    // element comes out bit-identical to one single-threaded gemm, accumulating onto C.
+    for (m, k, n) in [(300, 70, 60), (60, 70, 300), (2, 5000, 1000), (1000, 5000, 2)] {
+        let mut rng = Rng(m as u64 + n as u64);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.f64() as f32).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.f64() as f32).collect();
+        let c0: Vec<f32> = (0..m * n).map(|_| rng.f64() as f32).collect();
+        // A read transposed through its strides (stored [k, m]).
+        let (ma, mb) = (Mat::row_major(&a, m).t(), Mat::row_major(&b, n));
+        let mut want = c0.clone();
+        gemm(m, k, n, ma, mb, &mut want, true).unwrap();
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let mut got = c0.clone();
+            pool.install(|| par_gemm(m, k, n, ma, mb, &mut got, true)).unwrap();
+            assert!(got == want, "{m}x{k}x{n} on {threads} threads differs from one gemm");
+        }
+        let mut short = vec![0f32; m * n - 1];
+        let e = par_gemm(m, k, n, ma, mb, &mut short, false).unwrap_err();
+        assert!(matches!(e, Error::Shape { op: "gemm", .. }), "{e}");
+    }
 }
 
 #[test]

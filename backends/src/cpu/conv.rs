@@ -9,23 +9,31 @@
 //! - grad input:   `dcol = W_g^T grad_g`, then col2im adds `dcol` back onto the input pixels
 //! - grad weight:  `dW_g += grad_g col^T`, summed over the chunks in order.
 //!
-//! Images are processed in chunks sized so that `col` has a few hundred columns (the weight
-//! is packed once per chunk, not once per image) and at most [`COL_CAP`] elements: one
-//! `col`/`dcol` buffer is allocated per call and reused for every chunk. Inside a chunk,
-//! im2col and col2im run in parallel over rows / planes and the GEMM splits its rows across
-//! rayon tasks ([`super::par_gemm`]). Every output element is written by one task and the
-//! weight gradient accumulates chunk by chunk in a fixed order, so results do not depend on
-//! the thread count.
+//! Images are processed in chunks of about [`COL_TARGET`] columns (the weight is packed once
+//! per chunk, not once per image; a column split gives each thread a wide block), the batch
+//! cut into equal chunks. A chunk's `K` rows are taken in blocks of whole input channels so
+//! that the `col`/`dcol` buffer stays under [`COL_CAP`] elements: the forward GEMM
+//! accumulates over the blocks, the weight gradient writes a column block of `dW` per block,
+//! and col2im of a block touches only its own channels' planes. One buffer is allocated per
+//! call and reused for every block. im2col computes each row's valid span once (a stride-1
+//! row is one copy, a strided row one gather) in parallel over rows; col2im runs in parallel
+//! over input planes; the GEMMs split across rayon tasks ([`super::par_gemm`]). Every output
+//! element is written by one task and sums run in a fixed order (blocks and chunks in
+//! turn), so results do not depend on the thread count.
 use rayon::prelude::*;
 
-use super::matmul::{par_gemm, Mat};
+use super::matmul::{par_gemm, par_gemm_strided, Mat};
 use super::num::Float;
 use super::{contiguous_cow, PAR_THRESHOLD};
 use crate::{Conv2dParams, CpuStorage, DType, Error, Layout, Result};
 
-/// Target number of `col` columns (`imgs * P`) per GEMM.
-const COL_TARGET: usize = 512;
-/// Maximum elements of the `col` buffer (16 MB of f32), unless a single image needs more.
+/// Target number of `col` columns (`imgs * P`) per GEMM: enough that the weight, packed once
+/// per chunk, costs little beside the product, and that a column split gives each of a few
+/// threads a wide block.
+const COL_TARGET: usize = 2048;
+/// Maximum elements of the `col` buffer (16 MB of f32), unless one kernel row of a chunk
+/// (`kh kw` rows) needs more: a chunk's `K` rows are taken in blocks of whole input
+/// channels that fit.
 const COL_CAP: usize = 4 << 20;
 
 /// The sizes of one convolution.
@@ -59,10 +67,16 @@ impl Geo {
     fn pix(&self) -> usize {
         self.oh * self.ow
     }
-    /// Images per chunk.
+    /// Images per chunk: about [`COL_TARGET`] columns, at most [`COL_CAP`] elements in one
+    /// channel's rows, the batch cut into equal chunks.
     fn chunk(&self) -> usize {
-        let per_img = (self.k() * self.pix()).max(1);
-        COL_TARGET.div_ceil(self.pix().max(1)).min(COL_CAP / per_img).clamp(1, self.n.max(1))
+        let taps = (self.kh * self.kw * self.pix()).max(1);
+        let most = COL_TARGET.div_ceil(self.pix().max(1)).min(COL_CAP / taps).clamp(1, self.n.max(1));
+        self.n.max(1).div_ceil(self.n.max(1).div_ceil(most))
+    }
+    /// Input channels per `col` block for chunks of `imgs` images.
+    fn channels(&self, imgs: usize) -> usize {
+        (COL_CAP / (self.kh * self.kw * imgs * self.pix()).max(1)).clamp(1, self.cg().max(1))
     }
 
     /// Checks the four shapes against each other and the params; `x`/`grad` spatial sizes.
@@ -102,32 +116,50 @@ fn four(op: &'static str, l: &Layout, what: &str) -> Result<[usize; 4]> {
     l.shape().try_into().map_err(|_| Error::shape(op, &[l.shape()], format!("expected a 4-D {what}")))
 }
 
-/// `col [K, imgs * P]` of group `gi` for `imgs` images of `x [imgs, c, h, w]`.
-fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, gi: usize, col: &mut [T]) {
-    let (pix, cols) = (g.pix(), imgs * g.pix());
+/// The outputs `lo..hi` of one axis whose input `o * stride + off - pad` lies in `0..len`.
+fn span(outs: usize, len: usize, stride: usize, off: usize, pad: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(off).div_ceil(stride);
+    let hi = if len + pad > off { ((len + pad - off - 1) / stride + 1).min(outs) } else { 0 };
+    (lo.min(hi), hi)
+}
+
+/// `col [(c1 - c0) kh kw, imgs * P]`: the rows of absolute input channels `c0..c1` for `imgs`
+/// images of `x [imgs, c, h, w]`. Each output row's valid span is computed once, so a row is
+/// a copy (stride 1) or a strided gather (stride > 1) between two zero fills.
+fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), col: &mut [T]) {
+    let (pix, cols, taps) = (g.pix(), imgs * g.pix(), g.kh * g.kw);
     let (sh, sw, ph, pw, dh, dw) =
         (g.p.stride.0, g.p.stride.1, g.p.padding.0, g.p.padding.1, g.p.dilation.0, g.p.dilation.1);
     let fill = |r: usize, row: &mut [T]| {
-        let (cl, i, j) = (r / (g.kh * g.kw), r / g.kw % g.kh, r % g.kw);
-        let c = gi * g.cg() + cl;
+        let (c, i, j) = (c0 + r / taps, r / g.kw % g.kh, r % g.kw);
+        let (xlo, xhi) = span(g.ow, g.w, sw, j * dw, pw);
+        let (ylo, yhi) = span(g.oh, g.h, sh, i * dh, ph);
+        let ix0 = (xlo * sw + j * dw).wrapping_sub(pw);
         for img in 0..imgs {
             let plane = &x[(img * g.c + c) * g.h * g.w..][..g.h * g.w];
-            for y in 0..g.oh {
-                let dst = &mut row[img * pix + y * g.ow..][..g.ow];
-                let iy = (y * sh + i * dh).wrapping_sub(ph);
-                if iy >= g.h {
-                    dst.fill(T::ZERO);
+            let out = &mut row[img * pix..][..pix];
+            out[..ylo * g.ow].fill(T::ZERO);
+            out[yhi * g.ow..].fill(T::ZERO);
+            for y in ylo..yhi {
+                let dst = &mut out[y * g.ow..][..g.ow];
+                let src = &plane[(y * sh + i * dh - ph) * g.w..][..g.w];
+                dst[..xlo].fill(T::ZERO);
+                dst[xhi..].fill(T::ZERO);
+                let dst = &mut dst[xlo..xhi];
+                if dst.is_empty() {
                     continue;
                 }
-                let src = &plane[iy * g.w..][..g.w];
-                for (xo, d) in dst.iter_mut().enumerate() {
-                    let ix = (xo * sw + j * dw).wrapping_sub(pw);
-                    *d = if ix < g.w { src[ix] } else { T::ZERO };
+                // the last input read is `ix0 + (len - 1) sw`, inside the row by `span`
+                let src = &src[ix0..=ix0 + (dst.len() - 1) * sw];
+                match sw {
+                    1 => dst.copy_from_slice(src),
+                    2 => dst.iter_mut().enumerate().for_each(|(xo, d)| *d = src[2 * xo]),
+                    _ => dst.iter_mut().zip(src.iter().step_by(sw)).for_each(|(d, s)| *d = *s),
                 }
             }
         }
     };
-    let col = &mut col[..g.k() * cols];
+    let col = &mut col[..(c1 - c0) * taps * cols];
     if cols == 0 {
         return;
     }
@@ -138,29 +170,35 @@ fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, gi: usize, col: &mut [T]) {
     }
 }
 
-/// Adds `dcol [K, imgs * P]` of group `gi` onto `dx [imgs, c, h, w]` (the adjoint of im2col).
-fn col2im<T: Float>(g: &Geo, dcol: &[T], imgs: usize, gi: usize, dx: &mut [T]) {
+/// Adds `dcol`, the [`im2col`] rows of channels `c0..c1`, onto `dx [imgs, c, h, w]` (the
+/// adjoint of im2col), in parallel over the input planes; each plane adds its taps in order.
+fn col2im<T: Float>(g: &Geo, dcol: &[T], imgs: usize, (c0, c1): (usize, usize), dx: &mut [T]) {
     let (pix, cols, hw) = (g.pix(), imgs * g.pix(), g.h * g.w);
     let (sh, sw, ph, pw, dh, dw) =
         (g.p.stride.0, g.p.stride.1, g.p.padding.0, g.p.padding.1, g.p.dilation.0, g.p.dilation.1);
     let add = |q: usize, plane: &mut [T]| {
         let (img, c) = (q / g.c, q % g.c);
-        let Some(cl) = c.checked_sub(gi * g.cg()).filter(|&cl| cl < g.cg()) else { return };
+        if c < c0 || c >= c1 {
+            return;
+        }
         for i in 0..g.kh {
+            let (ylo, yhi) = span(g.oh, g.h, sh, i * dh, ph);
             for j in 0..g.kw {
-                let r = (cl * g.kh + i) * g.kw + j;
+                let (xlo, xhi) = span(g.ow, g.w, sw, j * dw, pw);
+                let ix0 = (xlo * sw + j * dw).wrapping_sub(pw);
+                let r = ((c - c0) * g.kh + i) * g.kw + j;
                 let src = &dcol[r * cols + img * pix..][..pix];
-                for y in 0..g.oh {
-                    let iy = (y * sh + i * dh).wrapping_sub(ph);
-                    if iy >= g.h {
+                for y in ylo..yhi {
+                    let dst = &mut plane[(y * sh + i * dh - ph) * g.w..][..g.w];
+                    let src = &src[y * g.ow..][xlo..xhi];
+                    if src.is_empty() {
                         continue;
                     }
-                    let dst = &mut plane[iy * g.w..][..g.w];
-                    for (xo, &v) in src[y * g.ow..][..g.ow].iter().enumerate() {
-                        let ix = (xo * sw + j * dw).wrapping_sub(pw);
-                        if ix < g.w {
-                            dst[ix] = T::add(dst[ix], v);
-                        }
+                    let dst = &mut dst[ix0..=ix0 + (src.len() - 1) * sw];
+                    match sw {
+                        1 => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = T::add(*d, v)),
+                        2 => src.iter().enumerate().for_each(|(xo, &v)| dst[2 * xo] = T::add(dst[2 * xo], v)),
+                        _ => dst.iter_mut().step_by(sw).zip(src).for_each(|(d, &v)| *d = T::add(*d, v)),
                     }
                 }
             }
@@ -194,11 +232,18 @@ fn regroup<T: Float>(g: &Geo, t: &mut [T], buf: &mut [T], imgs: usize, gi: usize
     }
 }
 
+/// The blocks `(c0, c1)` of absolute input channels of group `gi`, `per` channels each.
+fn blocks(g: &Geo, gi: usize, per: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (start, end) = (gi * g.cg(), (gi + 1) * g.cg());
+    (start..end).step_by(per.max(1)).map(move |c0| (c0, (c0 + per).min(end)))
+}
+
 fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
-    let (k, pix, cog) = (g.k(), g.pix(), g.cog());
+    let (k, pix, cog, taps) = (g.k(), g.pix(), g.cog(), g.kh * g.kw);
     let mut out = T::filled(g.n * g.co * pix, T::ZERO)?;
     let chunk = g.chunk();
-    let mut col = T::filled(k * chunk * pix, T::ZERO)?;
+    let per = g.channels(chunk);
+    let mut col = T::filled(per * taps * chunk * pix, T::ZERO)?;
     let mut tmp = T::filled(cog * chunk * pix, T::ZERO)?;
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
@@ -206,13 +251,15 @@ fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
         let xs = &x[n0 * g.c * g.h * g.w..];
         let os = &mut out[n0 * g.co * pix..][..imgs * g.co * pix];
         for gi in 0..g.groups {
-            im2col(g, xs, imgs, gi, &mut col);
-            let wg = Mat::row_major(&wt[gi * cog * k..][..cog * k], k);
-            let colm = Mat::row_major(&col[..k * cols], cols);
-            if imgs == 1 {
-                par_gemm(cog, k, cols, wg, colm, &mut os[gi * cog * pix..][..cog * pix], false)?;
-            } else {
-                par_gemm(cog, k, cols, wg, colm, &mut tmp[..cog * cols], false)?;
+            // out_g = sum over channel blocks of W_g[:, block] col[block, :]
+            let acc = if imgs == 1 { &mut os[gi * cog * pix..][..cog * pix] } else { &mut tmp[..cog * cols] };
+            for (bi, (c0, c1)) in blocks(g, gi, per).enumerate() {
+                let rows = (c1 - c0) * taps;
+                im2col(g, xs, imgs, (c0, c1), &mut col);
+                let wg = Mat { data: &wt[gi * cog * k + (c0 - gi * g.cg()) * taps..], rs: k, cs: 1 };
+                par_gemm(cog, rows, cols, wg, Mat::row_major(&col[..rows * cols], cols), acc, bi > 0)?;
+            }
+            if imgs > 1 {
                 regroup(g, os, &mut tmp, imgs, gi, false);
             }
         }
@@ -224,10 +271,11 @@ fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
 }
 
 fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
-    let (k, pix, cog) = (g.k(), g.pix(), g.cog());
+    let (k, pix, cog, taps) = (g.k(), g.pix(), g.cog(), g.kh * g.kw);
     let mut dx = T::filled(g.n * g.c * g.h * g.w, T::ZERO)?;
     let chunk = g.chunk();
-    let mut dcol = T::filled(k * chunk * pix, T::ZERO)?;
+    let per = g.channels(chunk);
+    let mut dcol = T::filled(per * taps * chunk * pix, T::ZERO)?;
     let mut gbuf = T::filled(cog * chunk * pix, T::ZERO)?;
     let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO)?;
     for n0 in (0..g.n).step_by(chunk) {
@@ -236,9 +284,14 @@ fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
         gchunk[..imgs * g.co * pix].copy_from_slice(&grad[n0 * g.co * pix..][..imgs * g.co * pix]);
         for gi in 0..g.groups {
             regroup(g, &mut gchunk, &mut gbuf, imgs, gi, true);
-            let wg_t = Mat::row_major(&wt[gi * cog * k..][..cog * k], k).t();
-            par_gemm(k, cog, cols, wg_t, Mat::row_major(&gbuf[..cog * cols], cols), &mut dcol[..k * cols], false)?;
-            col2im(g, &dcol[..k * cols], imgs, gi, &mut dx[n0 * g.c * g.h * g.w..]);
+            for (c0, c1) in blocks(g, gi, per) {
+                // dcol[block, :] = W_g[:, block]^T grad_g, then back onto channels c0..c1
+                let rows = (c1 - c0) * taps;
+                let wg = Mat { data: &wt[gi * cog * k + (c0 - gi * g.cg()) * taps..], rs: k, cs: 1 };
+                let gm = Mat::row_major(&gbuf[..cog * cols], cols);
+                par_gemm(rows, cog, cols, wg.t(), gm, &mut dcol[..rows * cols], false)?;
+                col2im(g, &dcol[..rows * cols], imgs, (c0, c1), &mut dx[n0 * g.c * g.h * g.w..]);
+            }
         }
     }
     T::give(dcol);
@@ -248,10 +301,11 @@ fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
 }
 
 fn grad_weight<T: Float>(g: &Geo, x: &[T], grad: &[T]) -> Result<Vec<T>> {
-    let (k, pix, cog) = (g.k(), g.pix(), g.cog());
+    let (k, pix, cog, taps) = (g.k(), g.pix(), g.cog(), g.kh * g.kw);
     let mut dw = T::filled(g.co * k, T::ZERO)?;
     let chunk = g.chunk();
-    let mut col = T::filled(k * chunk * pix, T::ZERO)?;
+    let per = g.channels(chunk);
+    let mut col = T::filled(per * taps * chunk * pix, T::ZERO)?;
     let mut gbuf = T::filled(cog * chunk * pix, T::ZERO)?;
     let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO)?;
     for n0 in (0..g.n).step_by(chunk) {
@@ -260,11 +314,16 @@ fn grad_weight<T: Float>(g: &Geo, x: &[T], grad: &[T]) -> Result<Vec<T>> {
         let xs = &x[n0 * g.c * g.h * g.w..];
         gchunk[..imgs * g.co * pix].copy_from_slice(&grad[n0 * g.co * pix..][..imgs * g.co * pix]);
         for gi in 0..g.groups {
-            im2col(g, xs, imgs, gi, &mut col);
             regroup(g, &mut gchunk, &mut gbuf, imgs, gi, true);
-            let colt = Mat::row_major(&col[..k * cols], cols).t();
-            let gm = Mat::row_major(&gbuf[..cog * cols], cols);
-            par_gemm(cog, cols, k, gm, colt, &mut dw[gi * cog * k..][..cog * k], true)?;
+            for (c0, c1) in blocks(g, gi, per) {
+                // dW_g[:, block] += grad_g col[block, :]^T: a column block of dW (row stride k)
+                let rows = (c1 - c0) * taps;
+                im2col(g, xs, imgs, (c0, c1), &mut col);
+                let colt = Mat::row_major(&col[..rows * cols], cols).t();
+                let gm = Mat::row_major(&gbuf[..cog * cols], cols);
+                let dwb = &mut dw[gi * cog * k + (c0 - gi * g.cg()) * taps..];
+                par_gemm_strided(cog, cols, rows, gm, colt, dwb, k, true)?;
+            }
         }
     }
     T::give(col);

@@ -1,13 +1,16 @@
 //! GEMM and matmul: `C[m, n] = A[m, k] B[k, n]` (`+ C` when accumulating).
 //!
-//! [`gemm`] is the one place that calls a GEMM provider (matrixmultiply's sgemm/dgemm,
-//! single-threaded: its own "threading" feature stays off so rayon's pool is the only one).
-//! It passes the operands' real row and column strides, so a transposed operand costs no
-//! copy. [`par_gemm`] splits C's rows into rayon tasks, each one single-threaded [`gemm`],
-//! only when every task gets at least [`TASK_FLOPS`] of work. `matmul` maps batched,
+//! [`gemm`] is the one place that calls a GEMM provider (matrixmultiply's sgemm/dgemm, with
+//! its AVX-512 kernels compiled in and picked at run time; single-threaded: its own
+//! "threading" feature stays off so rayon's pool is the only one). It passes the operands'
+//! real row and column strides, so a transposed operand costs no copy. [`par_gemm`] splits C
+//! into one block of rows or of columns per rayon thread, each one single-threaded kernel
+//! call, only when every task gets at least [`TASK_FLOPS`] of work. A task packs the whole
+//! operand its block does not cut, so the split re-packs the smaller one: rows when C is
+//! tall (B re-packed), columns when it is wide (A re-packed). `matmul` maps batched,
 //! possibly broadcast (stride-0) operands onto these: the batch across tasks when there are
-//! enough matrices, else each matrix split by rows. Every output element is computed by one
-//! gemm call whatever the thread count.
+//! enough matrices, else each matrix split. Every output element is computed by one kernel
+//! call over the whole of `k` whatever the thread count, so results are bit-identical.
 use rayon::prelude::*;
 
 use super::num::Float;
@@ -15,9 +18,9 @@ use crate::{CpuStorage, Error, Layout, Result};
 
 /// Minimum flops (`2 m n k`) a rayon task must get before GEMM work is split.
 pub const TASK_FLOPS: usize = 4 << 20;
-/// Rows of C per task are a multiple of this (matrixmultiply's f32 row block is 64; 16 keeps
-/// small-m splits possible while staying a multiple of the micro-kernel's 8 rows).
-const ROW_ALIGN: usize = 16;
+/// Rows (or columns) of C per task are a multiple of this: the AVX-512 micro-kernel is
+/// 16 x 16 (f32) and the AVX2 one 8 x 8, so no task boundary cuts a micro-tile.
+const ALIGN: usize = 16;
 
 /// A strided read-only matrix: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy, Debug)]
@@ -59,22 +62,56 @@ fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
 /// `c: [m, n]` slice, single-threaded. The one GEMM entry point: swap the provider here.
 /// Returns [`Error::Shape`] (op `gemm`) when an operand's strides reach outside its slice.
 pub fn gemm<T: Float>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) -> Result<()> {
+    check(m, k, n, &a, &b, c)?;
+    // SAFETY: `check` proved both operands fit their slices and `c` holds `m * n` elements;
+    // `c` is a unique borrow, so it aliases neither input.
+    unsafe { gemm_raw(m, k, n, a, b, CPtr(c.as_mut_ptr()), n, accumulate) };
+    Ok(())
+}
+
+fn check<T>(m: usize, k: usize, n: usize, a: &Mat<T>, b: &Mat<T>, c: &[T]) -> Result<()> {
     if !a.fits(m, k) || !b.fits(k, n) || c.len() < m * n {
         return Err(Error::shape("gemm", &[&[m, k], &[k, n], &[m, n]], "operand strides reach outside their buffers"));
     }
+    Ok(())
+}
+
+/// The output pointer of a GEMM, sent to the rayon tasks that each write a disjoint block.
+#[derive(Clone, Copy)]
+struct CPtr<T>(*mut T);
+// SAFETY: tasks receiving a `CPtr` write pairwise disjoint elements (see `par_gemm`).
+unsafe impl<T: Send> Send for CPtr<T> {}
+unsafe impl<T: Send> Sync for CPtr<T> {}
+
+impl<T> CPtr<T> {
+    /// # Safety
+    /// `off` stays inside the allocation `self` points into.
+    unsafe fn add(self, off: usize) -> Self {
+        // SAFETY: the caller's contract.
+        CPtr(unsafe { self.0.add(off) })
+    }
+}
+
+/// # Safety
+/// `a`, `b` fit `m x k` and `k x n` (checked by `fits`); `c.0 + i * rsc + j` for `i < m`,
+/// `j < n` is writable and read or written by no one else during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: Float>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, c: CPtr<T>, rsc: usize, accumulate: bool) {
     if m == 0 || n == 0 {
-        return Ok(());
+        return;
     }
     if k == 0 {
         if !accumulate {
-            c[..m * n].fill(T::ZERO);
+            for i in 0..m {
+                // SAFETY: row `i` of the block is `n` writable elements (the contract above).
+                unsafe { std::slice::from_raw_parts_mut(c.0.add(i * rsc), n) }.fill(T::ZERO);
+            }
         }
-        return Ok(());
+        return;
     }
     let beta = if accumulate { T::ONE } else { T::ZERO };
-    // SAFETY: `fits` checked that every (i, j) the kernel reads lies inside `a.data` and
-    // `b.data`, `c` holds `m * n` elements written row-major (rsc = n, csc = 1), all strides
-    // fit in isize, and `c` is a unique borrow so it aliases neither input.
+    // SAFETY: every (i, j) the kernel reads lies inside `a.data` and `b.data`, every element
+    // it writes is in the block the contract grants; all strides fit in isize.
     unsafe {
         T::raw_gemm(
             m,
@@ -88,24 +125,29 @@ pub fn gemm<T: Float>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, c: &mu
             b.rs as isize,
             b.cs as isize,
             beta,
-            c.as_mut_ptr(),
-            n as isize,
+            c.0,
+            rsc as isize,
             1,
         );
     }
-    Ok(())
 }
 
-/// Number of row tasks for an `[m, k] x [k, n]` product: 1 unless every task gets
-/// [`TASK_FLOPS`], at most one per rayon thread.
-fn row_tasks(m: usize, k: usize, n: usize) -> usize {
-    let flops = 2 * m * n * k;
-    let by_work = flops / TASK_FLOPS;
-    let by_rows = m / ROW_ALIGN;
-    by_work.min(by_rows).min(rayon::current_num_threads()).max(1)
+/// Number of tasks for an `[m, k] x [k, n]` product split along `len` (m or n): 1 unless
+/// every task gets [`TASK_FLOPS`], at most one per rayon thread.
+fn tasks(m: usize, k: usize, n: usize, len: usize) -> usize {
+    let by_work = 2 * m * n * k / TASK_FLOPS;
+    by_work.min(len / ALIGN).min(rayon::current_num_threads()).max(1)
 }
 
-/// [`gemm`], with C's rows split across rayon tasks when the product is large enough.
+/// Which dimension [`par_gemm`] splits. Each task packs all of the operand its part does not
+/// cut: a row split packs B once per task, a column split packs A once per task (the kernel
+/// itself packs A once per 1024 columns), so the split that re-packs the smaller operand wins.
+fn split_rows(m: usize, n: usize) -> bool {
+    m >= n
+}
+
+/// [`gemm`], split across rayon tasks when the product is large enough: along C's rows or
+/// its columns, whichever repeats less packing ([`split_rows`]).
 pub fn par_gemm<T: Float>(
     m: usize,
     k: usize,
@@ -115,19 +157,52 @@ pub fn par_gemm<T: Float>(
     c: &mut [T],
     accumulate: bool,
 ) -> Result<()> {
-    let tasks = row_tasks(m, k, n);
-    if tasks <= 1 || n == 0 {
-        return gemm(m, k, n, a, b, c, accumulate);
-    }
-    if !a.fits(m, k) || c.len() < m * n {
+    par_gemm_strided(m, k, n, a, b, c, n, accumulate)
+}
+
+/// [`par_gemm`] into a block of a wider row-major matrix: row `i` of C starts at `c[i * rsc]`
+/// (`rsc >= n`); the elements between the block's rows are left alone.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn par_gemm_strided<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    c: &mut [T],
+    rsc: usize,
+    accumulate: bool,
+) -> Result<()> {
+    let c_fits = rsc >= n && (m == 0 || n == 0 || (m - 1).checked_mul(rsc).and_then(|r| r.checked_add(n)).is_some_and(|l| l <= c.len()));
+    if !a.fits(m, k) || !b.fits(k, n) || !c_fits {
         return Err(Error::shape("gemm", &[&[m, k], &[k, n], &[m, n]], "operand strides reach outside their buffers"));
     }
-    let rows = m.div_ceil(tasks).div_ceil(ROW_ALIGN) * ROW_ALIGN;
-    c[..m * n].par_chunks_mut(rows * n).enumerate().try_for_each(|(t, c)| {
-        let r0 = t * rows;
-        let a = Mat { data: a.data.get(r0 * a.rs..).unwrap_or(&[]), ..a };
-        gemm(c.len() / n, k, n, a, b, c, accumulate)
-    })
+    let rows = split_rows(m, n);
+    let len = if rows { m } else { n };
+    let t = tasks(m, k, n, len);
+    let cp = CPtr(c.as_mut_ptr());
+    if t <= 1 {
+        // SAFETY: checked above: the operands fit, C's block lies inside the unique borrow `c`.
+        unsafe { gemm_raw(m, k, n, a, b, cp, rsc, accumulate) };
+        return Ok(());
+    }
+    let step = len.div_ceil(t).div_ceil(ALIGN) * ALIGN;
+    (0..len.div_ceil(step)).into_par_iter().for_each(|i| {
+        let (s0, s1) = (i * step, ((i + 1) * step).min(len));
+        // SAFETY: task `i` writes rows (or columns) `s0..s1` of C's block only, so tasks are
+        // disjoint; the shifted operand still fits (a sub-block of one checked above) and
+        // `c`'s unique borrow outlives the parallel loop.
+        unsafe {
+            if rows {
+                let a = Mat { data: a.data.get(s0 * a.rs..).unwrap_or(&[]), ..a };
+                gemm_raw(s1 - s0, k, n, a, b, cp.add(s0 * rsc), rsc, accumulate)
+            } else {
+                let b = Mat { data: b.data.get(s0 * b.cs..).unwrap_or(&[]), ..b };
+                gemm_raw(m, k, s1 - s0, a, b, cp.add(s0), rsc, accumulate)
+            }
+        }
+    });
+    Ok(())
 }
 
 fn mat<'a, T>(data: &'a [T], off: usize, s: &[usize]) -> Mat<'a, T> {
@@ -161,7 +236,7 @@ fn matmul_typed<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<
     let each = 2 * m * n * k;
     let batch = oa.len();
     let threads = rayon::current_num_threads();
-    if batch == 1 || (row_tasks(m, k, n) >= threads && batch < 2 * threads) {
+    if batch == 1 || (tasks(m, k, n, m.max(n)) >= threads && batch < 2 * threads) {
         // Few large matrices: split each by rows.
         return out.chunks_mut(m * n).enumerate().try_for_each(|(i, c)| one(i, c, true)).map(|_| out);
     }
