@@ -309,10 +309,17 @@ fn state_saved_by_either_path_resumes_on_the_other() {
 
 #[test]
 fn a_gradient_of_the_wrong_shape_is_an_error_naming_the_op() {
-    let p = param(&[1.0, -2.0]);
-    p.register_hook(|g| Ok(Some(g.sum_all()?))); // a hook returning a scalar
-    let mut opt = Sgd::new(vec![p.clone()], SgdConfig::new(0.1)).unwrap();
-    let err = opt.step(&linear_grads(&p)).unwrap_err();
-    assert!(err.to_string().contains("optim_step"), "{err}");
-    assert_eq!(values(&p), vec![1.0, -2.0], "nothing changed");
+    // backward never yields such a gradient; a hand-built Grads can
+    for fused in [true, false] {
+        let p = param(&[1.0, -2.0]);
+        let mut grads = Grads::default();
+        grads.insert(p.id(), Tensor::from_slice(&[1.0f64, 2.0, 3.0], &[3], Device::Cpu).unwrap());
+        let mut opt = Sgd::new(vec![p.clone()], SgdConfig::new(0.1)).unwrap().fused(fused);
+        let err = opt.step(&grads).unwrap_err();
+        if fused {
+            assert!(err.to_string().contains("optim_step"), "{err}");
+        }
+        assert!(err.to_string().contains("[3]") && err.to_string().contains("[2]"), "{err}");
+        assert_eq!(values(&p), vec![1.0, -2.0], "fused={fused}: nothing changed");
+    }
 }

@@ -15,18 +15,13 @@ use crate::{CpuStorage, DType, Error, HostBuf, Layout, OptimStep, Result};
 const OP: &str = "optim_step";
 
 /// What the update needs of an element type beyond [`Float`]: the two float dtypes.
-trait Real: Float + Pooled + std::ops::Add<Output = Self> + std::ops::Div<Output = Self> {
-    fn sqrt(self) -> Self;
+trait Real: Float + Pooled + std::ops::Add<Output = Self> {
     fn buf(s: &mut CpuStorage) -> Option<&mut HostBuf<Self>>;
 }
 
 macro_rules! real {
     ($t:ty, $v:ident) => {
         impl Real for $t {
-            #[inline(always)]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
             fn buf(s: &mut CpuStorage) -> Option<&mut HostBuf<Self>> {
                 match s {
                     CpuStorage::$v(v) => Some(v),
