@@ -34,6 +34,8 @@ fn run_case(name: &str) -> Result<String, Error> {
             f32s(&[1 << 20]); // 4 MiB: under the cap
             Tensor::ones(&[32 << 20], DType::F32, Device::Cpu) // 128 MiB: over it
         }
+        // 2^39 views of an empty tensor: each is a small allocation, together terabytes.
+        "split_into_too_many_views" => f32s(&[0, 1 << 40]).split(2, 1).map(|v| v[0].clone()),
         "kernel_out_of_memory" => f32s(&[1]).expand(&[1 << 38]).and_then(|x| x.exp()),
         "reshape_wrap" => f32s(&[2]).reshape(&[(1usize << 63) + 1, 2]),
         "broadcast_overflow" => {
@@ -151,6 +153,8 @@ fn allocations_past_what_the_system_can_back_are_refused_before_they_are_made() 
     expect_err_limited("full_past_available_memory", false, "OutOfMemory", &["op: \"full\"", "bytes: 4398046511104"]);
     // A cap set by the user applies to every host allocation.
     expect_err_limited("past_the_host_memory_limit", false, "OutOfMemory", &["op: \"ones\"", "bytes: 134217728"]);
+    // Many small allocations are admitted as one request (found by the random programs).
+    expect_err_limited("split_into_too_many_views", false, "OutOfMemory", &["op: \"split\""]);
 }
 
 #[test]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-use stategrad::autograd::{s, Conv2dParams, DType, Device, Error, Tensor, TensorIndex, ELLIPSIS, NEW_AXIS};
+use stategrad::autograd::{s, Conv2dParams, DType, Device, Error, OptimStep, Tensor, TensorIndex, ELLIPSIS, NEW_AXIS};
 
 /// One call: an op code and raw argument material the interpreter turns into arguments.
 #[derive(Clone, Debug)]
@@ -52,7 +52,16 @@ fn shape(args: &[i64]) -> Vec<usize> {
 }
 
 fn dtype(a: i64) -> DType {
-    [DType::F32, DType::F64, DType::I64][a.rem_euclid(3) as usize]
+    [DType::F32, DType::F64, DType::I64, DType::F16, DType::BF16][a.rem_euclid(5) as usize]
+}
+
+/// A device: mostly the CPU, sometimes one that is not there (an error, never a panic).
+fn device(a: i64) -> Device {
+    match a.rem_euclid(4) {
+        0 => Device::Wgpu(a.rem_euclid(3) as usize),
+        1 => Device::Cuda(a.rem_euclid(2) as usize),
+        _ => Device::Cpu,
+    }
 }
 
 fn dims(args: &[i64]) -> Vec<i64> {
@@ -68,7 +77,7 @@ fn usize_arg(a: i64) -> usize {
     }
 }
 
-const NUM_OPS: u8 = 74;
+const NUM_OPS: u8 = 90;
 
 /// Runs one call on the pool; what it returns (when small) joins the pool.
 fn run(pool: &[Tensor], c: &Call) -> Result<Vec<Tensor>, Error> {
@@ -191,6 +200,63 @@ fn run(pool: &[Tensor], c: &Call) -> Result<Vec<Tensor>, Error> {
         71 => one(x.tril(a[4]).and_then(|t| t.triu(a[5]))),
         72 => x.split(usize_arg(a[4]), d),
         73 => one(x.reshape(&[a[4].clamp(-2, 6), -1]).and_then(|t| t.gelu_tanh())),
+        74 => one(x.sin().and_then(|t| t.cos())),
+        75 => one(x.recip().and_then(|t| t.square())),
+        76 => one(x.argsort(d, a[5] > 0)),
+        77 => x.min_dim(d, a[5] > 0).map(|(v, i)| vec![v, i]),
+        78 => one(x.gt(&y).and_then(|m| m.ge(&z))),
+        79 => one(x.le(&y).and_then(|m| m.ne(&z))),
+        80 => one(match a[4].rem_euclid(4) {
+            0 => x.add_scalar(c.scalar),
+            1 => x.sub_scalar(c.scalar),
+            2 => x.mul_scalar(c.scalar),
+            _ => x.div_scalar(c.scalar),
+        }),
+        81 => one(match a[4].rem_euclid(6) {
+            0 => x.eq_scalar(c.scalar),
+            1 => x.ne_scalar(c.scalar),
+            2 => x.lt_scalar(c.scalar),
+            3 => x.le_scalar(c.scalar),
+            4 => x.gt_scalar(c.scalar),
+            _ => x.ge_scalar(c.scalar),
+        }),
+        82 => one(Tensor::randn(&shape(&a[1..]), c.scalar, c.scalar.abs(), dtype(a[0]), Device::Cpu)),
+        83 => one(x.randn_like(c.scalar, a[4] as f64)),
+        84 => one(x.broadcast_to(&shape(&a[1..]))),
+        85 => one(x.to_device(device(a[4]))),
+        86 => one(x.to_dtype(dtype(a[4])).and_then(|h| h.add(&y.to_dtype(dtype(a[5]))?))),
+        87 => {
+            // the fused optimizer update on arbitrary operands: wrong shapes, dtypes, views
+            let mut p = x.clone();
+            let (mut m, mut v) = (y.clone(), z.clone());
+            let step = if a[4] > 0 {
+                OptimStep::Adam {
+                    lr: c.scalar,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: a[5] as f64,
+                    decoupled: a[5] > 2,
+                    step_size: c.scalar,
+                    inv_bias2_sqrt: 1.0,
+                }
+            } else {
+                OptimStep::Sgd {
+                    lr: c.scalar,
+                    weight_decay: 0.0,
+                    momentum: (a[5].rem_euclid(2)) as f64 * 0.9,
+                    dampening: 0.0,
+                    nesterov: a[5] > 3,
+                    init: a[0] > 0,
+                }
+            };
+            let k = step.state_len().min(usize_arg(a[1]) % 3);
+            let mut state: Vec<&mut Tensor> = vec![&mut m, &mut v];
+            state.truncate(k);
+            p.optim_step_(&pick(a[2] + 1), &mut state, &step).map(|()| vec![p])
+        }
+        88 => one(x.to_dtype([DType::F16, DType::BF16][a[4].rem_euclid(2) as usize]).and_then(|h| h.exp()?.sum(dims(&a[2..]), a[5] > 0))),
+        89 => one(Tensor::zeros(&shape(&a[1..]), dtype(a[0]), device(a[5]))),
         _ => unreachable!("op codes are 0..NUM_OPS"),
     }
 }
@@ -226,6 +292,7 @@ fn run_program(program: &[Call]) -> Result<(), TestCaseError> {
                 format!("{:?} {:?} strides {:?}", t.dtype(), t.shape(), t.layout().strides())
             })
             .collect();
+        if std::env::var_os("STATEGRAD_TRACE").is_some() { eprintln!("call {i}: {c:?} on {operands:?}"); }
         let outcome = catch_unwind(AssertUnwindSafe(|| run(&pool, c)));
         match outcome {
             Err(panic) => {

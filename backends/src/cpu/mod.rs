@@ -66,13 +66,23 @@ pub(crate) unsafe fn build<U: Pooled + Sync>(
 /// An empty vector with room for `n` elements. An allocation the system refuses or cannot
 /// back (see [`admit`]) is [`Error::OutOfMemory`], never an abort.
 pub fn try_vec<T>(n: usize) -> Result<Vec<T>> {
-    let oom = || Error::OutOfMemory { op: "alloc", bytes: n as u128 * size_of::<T>() as u128, device: Device::Cpu };
-    if !n.checked_mul(size_of::<T>()).is_some_and(admit::admit) {
-        return Err(oom());
-    }
+    let bytes = n as u128 * size_of::<T>() as u128;
+    admit_host("alloc", bytes)?;
     let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| oom())?;
+    v.try_reserve_exact(n).map_err(|_| Error::OutOfMemory { op: "alloc", bytes, device: Device::Cpu })?;
     Ok(v)
+}
+
+/// Whether `bytes` of host memory may be taken now (see [`admit`]): for work whose memory
+/// is many small allocations rather than one buffer (the views of a `split`, say), which
+/// the kernel would otherwise overcommit until the process is killed.
+/// [`Error::OutOfMemory`] naming `op` when not.
+pub fn admit_host(op: &'static str, bytes: u128) -> Result<()> {
+    if usize::try_from(bytes).is_ok_and(admit::admit) {
+        Ok(())
+    } else {
+        Err(Error::OutOfMemory { op, bytes, device: Device::Cpu })
+    }
 }
 
 /// `n` copies of `value` in a fresh vector, or [`Error::OutOfMemory`] (for buffers of types

@@ -28,6 +28,7 @@ impl Tensor {
             return Err(Error::argument("split", "the split size must be at least 1, got 0"));
         }
         let n = self.shape()[d];
+        self.pieces("split", n.div_ceil(size))?;
         (0..n).step_by(size).map(|s| self.narrow(d, s, size.min(n - s))).collect()
     }
 
@@ -39,7 +40,16 @@ impl Tensor {
         }
         let size = self.shape()[d];
         let step = size.div_ceil(n).max(1);
+        self.pieces("chunk", size.div_ceil(step))?;
         (0..size).step_by(step).map(|s| self.narrow(d, s, step.min(size - s))).collect()
+    }
+
+    /// Admits the host memory of `count` views of `self` (handles, layouts, tape nodes)
+    /// before making them: a split of a huge empty dimension into 2^39 pieces is
+    /// `Error::OutOfMemory`, not a process the kernel kills.
+    fn pieces(&self, op: &'static str, count: usize) -> Result<()> {
+        let per_view = size_of::<Tensor>() + size_of::<crate::tensor::Inner>() + 2 * 8 * self.rank() + 128;
+        stategrad_backends::cpu::admit_host(op, count as u128 * per_view as u128)
     }
 }
 
