@@ -16,8 +16,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use stategrad::backends::{cpu::CpuBackend, Conv2dParams, CpuStorage, DType as BDType, Distribution, Kernels, Layout};
 use stategrad::autograd::{manual_seed, no_grad, DType, Device, Result, Tensor};
+use stategrad::backends::{cpu::CpuBackend, Conv2dParams, CpuStorage, DType as BDType, Distribution, Kernels, Layout};
 use stategrad::nn::capsule::{dynamic_routing, CapsNet, CapsNetConfig, RoutingMode};
 use stategrad::nn::optim::{Adam, AdamConfig, Optimizer};
 use stategrad::nn::{Forward, Module};

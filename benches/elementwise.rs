@@ -176,7 +176,8 @@ fn transcendental(c: &mut Criterion) {
     fn gelu_tanh(x: f32) -> f32 {
         0.5 * x * (1.0 + (0.797_884_6 * (x + 0.044_715 * x * x * x)).tanh())
     }
-    let rows: [(&str, UnaryOp, fn(f32) -> f32); 3] = [
+    type Row = (&'static str, UnaryOp, fn(f32) -> f32);
+    let rows: [Row; 3] = [
         ("tanh", UnaryOp::Tanh, f32::tanh),
         ("sigmoid", UnaryOp::Sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
         ("gelu", UnaryOp::Gelu, gelu_tanh),
@@ -219,7 +220,9 @@ fn threshold(c: &mut Criterion) {
         g.finish();
         let mut g = c.benchmark_group(format!("threshold-exp/f32/{}K", n >> 10));
         g.throughput(Throughput::Bytes(8 * n as u64));
-        g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| bch.iter(|| sa.unary(UnaryOp::Exp, &l).expect("exp")));
+        g.bench_function(BenchmarkId::from_parameter("stategrad"), |bch| {
+            bch.iter(|| sa.unary(UnaryOp::Exp, &l).expect("exp"))
+        });
         g.bench_function(BenchmarkId::from_parameter("plain-loop"), |bch| {
             bch.iter(|| av.iter().map(|x| x.exp()).collect::<Vec<f32>>())
         });

@@ -255,7 +255,9 @@ fn run(pool: &[Tensor], c: &Call) -> Result<Vec<Tensor>, Error> {
             state.truncate(k);
             p.optim_step_(&pick(a[2] + 1), &mut state, &step).map(|()| vec![p])
         }
-        88 => one(x.to_dtype([DType::F16, DType::BF16][a[4].rem_euclid(2) as usize]).and_then(|h| h.exp()?.sum(dims(&a[2..]), a[5] > 0))),
+        88 => one(x
+            .to_dtype([DType::F16, DType::BF16][a[4].rem_euclid(2) as usize])
+            .and_then(|h| h.exp()?.sum(dims(&a[2..]), a[5] > 0))),
         89 => one(Tensor::zeros(&shape(&a[1..]), dtype(a[0]), device(a[5]))),
         _ => unreachable!("op codes are 0..NUM_OPS"),
     }
@@ -292,7 +294,9 @@ fn run_program(program: &[Call]) -> Result<(), TestCaseError> {
                 format!("{:?} {:?} strides {:?}", t.dtype(), t.shape(), t.layout().strides())
             })
             .collect();
-        if std::env::var_os("STATEGRAD_TRACE").is_some() { eprintln!("call {i}: {c:?} on {operands:?}"); }
+        if std::env::var_os("STATEGRAD_TRACE").is_some() {
+            eprintln!("call {i}: {c:?} on {operands:?}");
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| run(&pool, c)));
         match outcome {
             Err(panic) => {

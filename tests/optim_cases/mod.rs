@@ -15,10 +15,13 @@ fn uniform(shape: &[usize], lo: f64, hi: f64, seed: u64, dtype: DType, device: D
 /// Steps per trajectory (the first step creates the state, later ones read it).
 pub const STEPS: u64 = 5;
 
+/// Builds an optimizer over the given parameters, fused or not.
+type Build = Box<dyn Fn(Vec<Param>, bool) -> Result<Box<dyn Optimizer>>>;
+
 /// A named optimizer configuration, built for given parameters, fused or not.
 pub struct Config {
     pub name: String,
-    build: Box<dyn Fn(Vec<Param>, bool) -> Result<Box<dyn Optimizer>>>,
+    build: Build,
 }
 
 /// Every option combination the optimizers support.

@@ -96,7 +96,16 @@ impl<T> CPtr<T> {
 /// `a`, `b` fit `m x k` and `k x n` (checked by `fits`); `c.0 + i * rsc + j` for `i < m`,
 /// `j < n` is writable and read or written by no one else during the call.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw<T: Float>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, c: CPtr<T>, rsc: usize, accumulate: bool) {
+unsafe fn gemm_raw<T: Float>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    c: CPtr<T>,
+    rsc: usize,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -173,7 +182,8 @@ pub(crate) fn par_gemm_strided<T: Float>(
     rsc: usize,
     accumulate: bool,
 ) -> Result<()> {
-    let c_fits = rsc >= n && (m == 0 || n == 0 || (m - 1).checked_mul(rsc).and_then(|r| r.checked_add(n)).is_some_and(|l| l <= c.len()));
+    let c_fits = rsc >= n
+        && (m == 0 || n == 0 || (m - 1).checked_mul(rsc).and_then(|r| r.checked_add(n)).is_some_and(|l| l <= c.len()));
     if !a.fits(m, k) || !b.fits(k, n) || !c_fits {
         return Err(Error::shape("gemm", &[&[m, k], &[k, n], &[m, n]], "operand strides reach outside their buffers"));
     }

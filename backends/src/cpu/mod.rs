@@ -133,11 +133,14 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Pooled + Sync>(
         return unsafe {
             build(n, 1, |start, o| {
                 let end = start + o.len();
-                vectorized(#[inline(always)] || {
-                    for (o, &v) in o.iter_mut().zip(&x[start..end]) {
-                        o.write(f(v));
-                    }
-                })
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for (o, &v) in o.iter_mut().zip(&x[start..end]) {
+                            o.write(f(v));
+                        }
+                    },
+                )
             })
         };
     }
@@ -146,24 +149,27 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Pooled + Sync>(
     // SAFETY: chunks are whole rows (aligned to `len`); every arm writes its whole row.
     unsafe {
         build(n, len, |start, o| {
-            vectorized(#[inline(always)] || {
-                for (row, base) in o.chunks_mut(len).zip(rows.starts(start / len)) {
-                    match rows.stride {
-                        0 => row.fill(std::mem::MaybeUninit::new(f(x[base]))),
-                        1 => {
-                            let m = row.len();
-                            for (o, &v) in row.iter_mut().zip(&x[base..base + m]) {
-                                o.write(f(v));
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (row, base) in o.chunks_mut(len).zip(rows.starts(start / len)) {
+                        match rows.stride {
+                            0 => row.fill(std::mem::MaybeUninit::new(f(x[base]))),
+                            1 => {
+                                let m = row.len();
+                                for (o, &v) in row.iter_mut().zip(&x[base..base + m]) {
+                                    o.write(f(v));
+                                }
                             }
-                        }
-                        s => {
-                            for (j, o) in row.iter_mut().enumerate() {
-                                o.write(f(x[base + j * s]));
+                            s => {
+                                for (j, o) in row.iter_mut().enumerate() {
+                                    o.write(f(x[base + j * s]));
+                                }
                             }
                         }
                     }
-                }
-            })
+                },
+            )
         })
     }
 }
@@ -184,11 +190,14 @@ pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Poole
         return unsafe {
             build(n, 1, |start, o| {
                 let end = start + o.len();
-                vectorized(#[inline(always)] || {
-                    for ((o, &x), &y) in o.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
-                        o.write(f(x, y));
-                    }
-                })
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        for ((o, &x), &y) in o.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
+                            o.write(f(x, y));
+                        }
+                    },
+                )
             })
         };
     }
@@ -198,36 +207,39 @@ pub(crate) fn zip_strided<A: Copy + Send + Sync, B: Copy + Send + Sync, U: Poole
     unsafe {
         build(n, len, |start, o| {
             let bases = ra.starts(start / len).zip(rb.starts(start / len));
-            vectorized(#[inline(always)] || {
-                for (row, (ba, bb)) in o.chunks_mut(len).zip(bases) {
-                    let m = row.len();
-                    // the common shapes of broadcasting get loops the compiler can vectorise
-                    match (ra.stride, rb.stride) {
-                        (1, 1) => {
-                            for ((o, &x), &y) in row.iter_mut().zip(&a[ba..ba + m]).zip(&b[bb..bb + m]) {
-                                o.write(f(x, y));
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (row, (ba, bb)) in o.chunks_mut(len).zip(bases) {
+                        let m = row.len();
+                        // the common shapes of broadcasting get loops the compiler can vectorise
+                        match (ra.stride, rb.stride) {
+                            (1, 1) => {
+                                for ((o, &x), &y) in row.iter_mut().zip(&a[ba..ba + m]).zip(&b[bb..bb + m]) {
+                                    o.write(f(x, y));
+                                }
                             }
-                        }
-                        (1, 0) => {
-                            let y = b[bb];
-                            for (o, &x) in row.iter_mut().zip(&a[ba..ba + m]) {
-                                o.write(f(x, y));
+                            (1, 0) => {
+                                let y = b[bb];
+                                for (o, &x) in row.iter_mut().zip(&a[ba..ba + m]) {
+                                    o.write(f(x, y));
+                                }
                             }
-                        }
-                        (0, 1) => {
-                            let x = a[ba];
-                            for (o, &y) in row.iter_mut().zip(&b[bb..bb + m]) {
-                                o.write(f(x, y));
+                            (0, 1) => {
+                                let x = a[ba];
+                                for (o, &y) in row.iter_mut().zip(&b[bb..bb + m]) {
+                                    o.write(f(x, y));
+                                }
                             }
-                        }
-                        (sa, sb) => {
-                            for (j, o) in row.iter_mut().enumerate() {
-                                o.write(f(a[ba + j * sa], b[bb + j * sb]));
+                            (sa, sb) => {
+                                for (j, o) in row.iter_mut().enumerate() {
+                                    o.write(f(a[ba + j * sa], b[bb + j * sb]));
+                                }
                             }
                         }
                     }
-                }
-            })
+                },
+            )
         })
     }
 }

@@ -160,7 +160,12 @@ fn fold_block<T: Num, F: Fold<T>>(f: &F, xs: &[T], r0: usize) -> F::Acc {
 /// Folds a contiguous run: fixed blocks, merged left to right; the blocks in parallel when
 /// `par` (same blocks, same merge order, so the same bits).
 fn fold_run<T: Num, F: Fold<T>>(f: &F, xs: &[T], par: bool) -> F::Acc {
-    let block = |(b, c): (usize, &[T])| vectorized(#[inline(always)] || fold_block(f, c, b * BLOCK));
+    let block = |(b, c): (usize, &[T])| {
+        vectorized(
+            #[inline(always)]
+            || fold_block(f, c, b * BLOCK),
+        )
+    };
     if par && xs.len() > BLOCK {
         let parts: Vec<F::Acc> = xs.par_chunks(BLOCK).enumerate().map(block).collect();
         parts.into_iter().fold(f.init(), |a, b| f.merge(a, b))
@@ -180,7 +185,10 @@ fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: us
     if inner == 1 {
         let row = |(o, y): (usize, &mut F::Out)| *y = f.finish(fold_run(f, &x[o * red..(o + 1) * red], false));
         if !par {
-            vectorized(#[inline(always)] || out.iter_mut().enumerate().for_each(row));
+            vectorized(
+                #[inline(always)]
+                || out.iter_mut().enumerate().for_each(row),
+            );
         } else if outer >= 16 {
             let min_len = (PAR_CHUNK / red.max(1)).max(1);
             out.par_iter_mut().enumerate().with_min_len(min_len).for_each(row);
@@ -193,19 +201,22 @@ fn fold3<T: Num, F: Fold<T>>(f: &F, x: &[T], outer: usize, red: usize, inner: us
     }
     // inner > 1: accumulate whole rows (vectorises over i), a stretch of COLS columns per task.
     let cols = |o: usize, c: usize, y: &mut [F::Out]| {
-        vectorized(#[inline(always)] || {
-            let i0 = c * COLS;
-            let mut acc = vec![f.init(); y.len()];
-            for r in 0..red {
-                let row = &x[(o * red + r) * inner + i0..][..y.len()];
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a = f.step(*a, v, r);
+        vectorized(
+            #[inline(always)]
+            || {
+                let i0 = c * COLS;
+                let mut acc = vec![f.init(); y.len()];
+                for r in 0..red {
+                    let row = &x[(o * red + r) * inner + i0..][..y.len()];
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a = f.step(*a, v, r);
+                    }
                 }
-            }
-            for (y, a) in y.iter_mut().zip(acc) {
-                *y = f.finish(a);
-            }
-        })
+                for (y, a) in y.iter_mut().zip(acc) {
+                    *y = f.finish(a);
+                }
+            },
+        )
     };
     if par {
         out.par_chunks_mut(inner).enumerate().for_each(|(o, yo)| {
@@ -384,15 +395,18 @@ fn softmax_typed<T: Float>(x: &[T], l: &Layout, axis: usize, log: bool) -> Resul
     unsafe {
         super::build(x.len(), block, |start, o| {
             let xs = &x[start..start + o.len()];
-            vectorized(#[inline(always)] || {
-                for (yb, xb) in o.chunks_mut(block).zip(xs.chunks(block)) {
-                    if inner == 1 {
-                        softmax_row(xb, yb, log);
-                    } else {
-                        softmax_block(xb, yb, inner, log);
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (yb, xb) in o.chunks_mut(block).zip(xs.chunks(block)) {
+                        if inner == 1 {
+                            softmax_row(xb, yb, log);
+                        } else {
+                            softmax_block(xb, yb, inner, log);
+                        }
                     }
-                }
-            })
+                },
+            )
         })
     }
 }

@@ -21,6 +21,9 @@
 //!   GELU keeps its relative accuracy for negative `x` where `1 + erf` would cancel.
 //!
 //! f64 kernels keep `std` and libm (gradient checks run in f64; accuracy first there).
+// Polynomial coefficients are written as their fits printed them (more digits than f32
+// holds); the compiler rounds each to the nearest f32, which is what was fitted for.
+#![allow(clippy::excessive_precision)]
 
 /// Runs `f` compiled for the widest SIMD level this CPU supports, so that plain loops
 /// inside it (with these functions inlined) vectorise at that width.
@@ -119,11 +122,11 @@ fn erf_small(z: f32) -> f32 {
     const K: f64 = std::f64::consts::FRAC_2_SQRT_PI;
     const C: [f32; 7] = [
         (K - 1.0) as f32,
-        (K * -1.0 / 3.0) as f32,
+        (-K / 3.0) as f32,
         (K / 10.0) as f32,
-        (K * -1.0 / 42.0) as f32,
+        (-K / 42.0) as f32,
         (K / 216.0) as f32,
-        (K * -1.0 / 1320.0) as f32,
+        (-K / 1320.0) as f32,
         (K / 9360.0) as f32,
     ];
     let z2 = z * z;
@@ -294,7 +297,10 @@ mod tests {
         // The same function inside and outside the dispatch: SIMD must not change results.
         let xs: Vec<f32> = (0..4099).map(|i| (i as f32 - 2000.0) * 0.037).collect();
         let plain: Vec<f32> = xs.iter().map(|&x| exp(x) + tanh(x) + erf(x) + ln(x.abs())).collect();
-        let simd: Vec<f32> = vectorized(#[inline(always)] || xs.iter().map(|&x| exp(x) + tanh(x) + erf(x) + ln(x.abs())).collect());
+        let simd: Vec<f32> = vectorized(
+            #[inline(always)]
+            || xs.iter().map(|&x| exp(x) + tanh(x) + erf(x) + ln(x.abs())).collect(),
+        );
         assert_eq!(
             plain.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
             simd.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
