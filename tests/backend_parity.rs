@@ -694,3 +694,92 @@ fn fused_optimizer_steps_equal_the_tensor_op_reference_on_every_device() {
         }
     }
 }
+
+/// The porting ops (issue 14) on every GPU as on the CPU: forward values and the gradient
+/// of `sum(w * op(x))` for a fixed random `w`, in f32 and (where the device has it) f64, on
+/// contiguous, transposed and broadcast inputs; and a gradcheck in f64 on the device for
+/// the smooth ones. They are composites of the kernels checked above, so this checks the
+/// composition (views, index kernels, scans, masks) on the device.
+#[test]
+fn porting_ops_and_their_gradients_match_the_cpu_on_every_device() {
+    use stategrad::autograd::{s, TensorIndex, ELLIPSIS};
+    type Op = fn(&Tensor, &Tensor) -> Result<Tensor>;
+    let ops: [(&str, Op); 20] = [
+        ("slice 1::2", |x, _| x.slice(1, 1, 6, 2)),
+        ("x[..., 0::2]", |x, _| x.i((ELLIPSIS, s(0.., 2)))),
+        ("x[:, -1]", |x, _| x.i((.., TensorIndex::Index(-1)))),
+        ("max_dim", |x, _| Ok(x.max_dim(-1, false)?.0)),
+        ("min_dim keepdim", |x, _| Ok(x.min_dim(0, true)?.0)),
+        ("sort descending", |x, _| Ok(x.sort(1, true)?.0)),
+        ("topk", |x, _| Ok(x.topk(2, 1, true, true)?.0)),
+        ("cumsum", |x, _| x.cumsum(1)),
+        ("cumprod", |x, _| x.cumprod(-1)),
+        ("logsumexp", |x, _| x.logsumexp(vec![1i64], false)),
+        ("var", |x, _| x.var(vec![-1i64], 1, true)),
+        ("std", |x, _| x.std(vec![0i64], 0, false)),
+        ("norm 2", |x, _| x.norm(2.0, vec![1i64], false)),
+        ("norm 3", |x, _| x.norm(3.0, vec![0i64, 1], false)),
+        ("einsum ij,kj->ik", |x, y| Tensor::einsum("ij,kj->ik", &[x, y])),
+        ("masked_fill", |x, y| x.masked_fill(&y.gt_scalar(0.0)?, -4.0)),
+        ("tril/triu", |x, _| x.tril(1)?.triu(-1)),
+        ("slice_scatter", |x, y| x.slice_scatter(&y.slice(1, 0, 3, 1)?.mul_scalar(2.0)?, 1, 0, i64::MAX, 2)),
+        ("gelu_tanh", |x, _| x.gelu_tanh()),
+        ("erf", |x, _| x.erf()),
+    ];
+    // x: [4, 6] in three layouts, made on the device itself; y: [4, 6] (einsum contracts
+    // over its 6 columns)
+    let layout = |which: usize, x: Tensor| -> Result<Tensor> {
+        match which {
+            0 => Ok(x),
+            1 => x.t()?.contiguous()?.t(),
+            _ => x.narrow(0, 1, 1)?.expand(&[4, 6]),
+        }
+    };
+    let dist = Distribution::Uniform { lo: -1.5, hi: 1.5 };
+    for d in gpu_devices() {
+        for dtype in floats(d) {
+            // composites of several kernels: f32 1e-4 relative, f64 1e-9 (transcendental kernels)
+            let tol = if dtype == DType::F32 { 1e-4 } else { 1e-9 };
+            let base = Tensor::rand_seeded(&[4, 6], dist, dtype, Device::Cpu, 31).unwrap();
+            let y = Tensor::rand_seeded(&[4, 6], dist, dtype, Device::Cpu, 32).unwrap();
+            for (li, lname) in ["contiguous", "transposed", "broadcast"].into_iter().enumerate() {
+                for (name, op) in ops {
+                    let run = |device: Device| -> Result<(Vec<f64>, Vec<f64>)> {
+                        let x = layout(li, base.to_device(device)?)?.requires_grad(true)?;
+                        let out = op(&x, &y.to_device(device)?)?;
+                        let w = Tensor::rand_seeded(out.shape(), dist, dtype, Device::Cpu, 33)?.to_device(device)?;
+                        let g = out.mul(&w)?.sum_all()?.backward()?;
+                        let gx = g.get(&x).expect("a gradient for x").to_dtype(DType::F64)?;
+                        Ok((out.to_dtype(DType::F64)?.to_vec::<f64>()?, gx.to_vec::<f64>()?))
+                    };
+                    let what = format!("{name} ({lname}, {dtype}) on {d}");
+                    let (co, cg) = run(Device::Cpu).unwrap_or_else(|e| panic!("{what}: cpu: {e}"));
+                    let (go, gg) = run(d).unwrap_or_else(|e| panic!("{what}: {e}"));
+                    for (part, c, g) in [("output", &co, &go), ("gradient", &cg, &gg)] {
+                        assert_eq!(c.len(), g.len(), "{what}: {part} length");
+                        for (i, (a, b)) in c.iter().zip(g).enumerate() {
+                            assert!((a - b).abs() <= tol * (1.0 + a.abs()), "{what}: {part}[{i}]: cpu {a}, gpu {b}");
+                        }
+                    }
+                }
+            }
+        }
+        if !supports(d, DType::F64) {
+            eprintln!("{d}: no f64, gradcheck of the porting ops skipped on this device");
+            continue;
+        }
+        // Smooth ones (sort/topk/max are piecewise: their values above suffice).
+        for (name, op) in
+            ops.iter().filter(|(n, _)| !n.contains("max") && !n.contains("min") && !n.contains("sort") && *n != "topk")
+        {
+            let x = Tensor::rand_seeded(&[4, 6], Distribution::Uniform { lo: 0.2, hi: 1.5 }, DType::F64, d, 41)
+                .unwrap()
+                .requires_grad(true)
+                .unwrap();
+            let y = Tensor::rand_seeded(&[4, 6], dist, DType::F64, d, 42).unwrap();
+            if let Err(e) = gradcheck(|v| op(&v[0], &y), &[x]) {
+                panic!("{d}: gradcheck of {name}: {e}");
+            }
+        }
+    }
+}

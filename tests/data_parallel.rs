@@ -53,6 +53,11 @@ fn unused_parameter_on_one_rank_and_frozen_never_sent() {
 }
 
 #[test]
+fn large_gradients_are_averaged_in_place_without_touching_a_held_copy() {
+    on_two(dp_cases::large_gradients_in_place);
+}
+
+#[test]
 fn eight_million_parameters_take_a_handful_of_collectives() {
     on_two(dp_cases::bucketed);
 }

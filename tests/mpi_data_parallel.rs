@@ -63,6 +63,10 @@ fn main() {
         ("two_forwards_then_one_backward", Box::new(dp_cases::two_forwards_one_backward)),
         ("unused_parameter_on_one_rank_and_frozen_never_sent", Box::new(dp_cases::unused_parameter)),
         ("eight_million_parameters_take_a_handful_of_collectives", Box::new(dp_cases::bucketed)),
+        (
+            "large_gradients_are_averaged_in_place_without_touching_a_held_copy",
+            Box::new(dp_cases::large_gradients_in_place),
+        ),
         ("sync_batch_norm_batches_3_and_5_equal_batch_norm_on_8", Box::new(dp_cases::sync_batch_norm)),
         ("converting_batch_norm_keeps_names_and_state_and_syncs_statistics", Box::new(dp_cases::convert_batch_norm)),
         ("different_models_are_an_error_on_every_rank_not_a_hang", Box::new(dp_cases::different_models)),

@@ -371,6 +371,44 @@ impl Tensor {
         Ok(T::slice(&host).map(|s| s.to_vec()).unwrap_or_default())
     }
 
+    /// The elements as one writable host slice, copy-on-write: written where they lie when
+    /// this handle alone owns a storage that holds exactly its contiguous elements in memory
+    /// of its own; otherwise the handle first gets a private contiguous copy, so no other
+    /// handle (a clone, a view, a tensor the tape saved, a mapped file) sees the writes.
+    /// An untracked CPU tensor of `T`'s dtype only: else `Error::Autograd`, `Error::Device`
+    /// or `Error::DTypeMismatch`.
+    ///
+    /// For in-place work on values nothing else can observe, such as averaging a gradient
+    /// across ranks where it lies.
+    ///
+    /// ```
+    /// # use stategrad_autograd::{Device, Tensor};
+    /// let mut a = Tensor::from_slice(&[1.0f32, 2.0], &[2], Device::Cpu)?;
+    /// let b = a.clone(); // shares a's storage
+    /// a.host_slice_mut::<f32>()?[0] = 5.0; // a gets its own copy first
+    /// assert_eq!((a.to_vec::<f32>()?, b.to_vec::<f32>()?), (vec![5.0, 2.0], vec![1.0, 2.0]));
+    /// # Ok::<(), stategrad_autograd::Error>(())
+    /// ```
+    pub fn host_slice_mut<T: HostElement>(&mut self) -> Result<&mut [T]> {
+        const OP: &str = "host_slice_mut";
+        if self.is_tracked() {
+            return Err(Error::Autograd { op: OP, msg: "a tracked tensor is not written in place (detach it)".into() });
+        }
+        if self.device() != Device::Cpu {
+            return Err(Error::Device { op: OP, a: self.device(), b: Device::Cpu });
+        }
+        if T::DTYPE != self.dtype() {
+            return Err(Error::DTypeMismatch { op: OP, lhs: self.dtype(), rhs: T::DTYPE });
+        }
+        self.make_unique(OP)?;
+        match self.unique_storage() {
+            Storage::Cpu(s) => T::slice_mut(s),
+            #[allow(unreachable_patterns)] // `Meta` (and GPU storages where compiled in)
+            _ => None,
+        }
+        .ok_or_else(|| Error::Unsupported { op: OP, msg: "a storage without host memory".into() })
+    }
+
     /// The elements, row-major, converted to f64 (any dtype).
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
         Ok(self.0.storage.to_host(&self.0.layout)?.to_f64_vec())

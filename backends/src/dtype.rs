@@ -121,6 +121,9 @@ pub trait HostElement: Element + crate::Pod {
     fn into_storage(v: Vec<Self>) -> crate::CpuStorage;
     /// The slice, when the storage holds this type.
     fn slice(s: &crate::CpuStorage) -> Option<&[Self]>;
+    /// The writable slice, when the storage holds this type in memory it owns (not a view
+    /// of a mapped file).
+    fn slice_mut(s: &mut crate::CpuStorage) -> Option<&mut [Self]>;
 }
 
 macro_rules! host_element {
@@ -132,6 +135,12 @@ macro_rules! host_element {
             fn slice(s: &crate::CpuStorage) -> Option<&[Self]> {
                 match s {
                     crate::CpuStorage::$v(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn slice_mut(s: &mut crate::CpuStorage) -> Option<&mut [Self]> {
+                match s {
+                    crate::CpuStorage::$v(v) => v.as_mut_slice(),
                     _ => None,
                 }
             }

@@ -66,10 +66,19 @@ pub trait ProcessGroup: Send + Sync {
             .collect())
     }
 
-    /// Rank-ordered mean of `data` over all ranks, in place.
+    /// Rank-ordered mean of `data` over all ranks, in place: the sum divided by the world
+    /// size (transports may fold the division into the sum; the bits are the same).
     fn all_reduce_mean_f64(&self, op: &'static str, data: &mut [f64]) -> Result<()> {
         self.all_reduce_sum_f64(op, data)?;
         let n = self.world_size() as f64;
+        data.iter_mut().for_each(|x| *x /= n);
+        Ok(())
+    }
+
+    /// Rank-ordered mean of `data` over all ranks, in place (as [`Self::all_reduce_mean_f64`]).
+    fn all_reduce_mean_f32(&self, op: &'static str, data: &mut [f32]) -> Result<()> {
+        self.all_reduce_sum_f32(op, data)?;
+        let n = self.world_size() as f32;
         data.iter_mut().for_each(|x| *x /= n);
         Ok(())
     }

@@ -51,19 +51,33 @@ struct Comm {
 }
 
 /// The element types the in-place sum handles, with their scratch buffer.
-trait Elem: Equivalence + Copy + Default + std::ops::Add<Output = Self> {
+trait Elem:
+    Equivalence
+    + Copy
+    + Default
+    + std::ops::Add<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+{
     fn scratch(c: &mut Comm) -> (&SimpleCommunicator, &mut Vec<Self>);
+    fn count(n: usize) -> Self;
 }
 
 impl Elem for f32 {
     fn scratch(c: &mut Comm) -> (&SimpleCommunicator, &mut Vec<f32>) {
         (&c.world, &mut c.scratch_f32)
     }
+    fn count(n: usize) -> f32 {
+        n as f32
+    }
 }
 
 impl Elem for f64 {
     fn scratch(c: &mut Comm) -> (&SimpleCommunicator, &mut Vec<f64>) {
         (&c.world, &mut c.scratch_f64)
+    }
+    fn count(n: usize) -> f64 {
+        n as f64
     }
 }
 
@@ -161,10 +175,18 @@ impl MpiGroup {
     /// the bytes of a ring all-reduce with no receive buffer to allocate and fill, which an
     /// `MPI_Allreduce` into a second buffer needs (rsmpi does not expose `MPI_IN_PLACE`). One
     /// rank: nothing to do; more: [`MpiGroup::reduce_into`] from a copy.
-    fn reduce_in_place<T: Elem>(&self, op: &'static str, data: &mut [T]) -> Result<()> {
+    ///
+    /// With `mean`, the sum is divided by the world size: on two ranks inside the addition
+    /// (`(x_0 + x_1) / 2`, no extra pass), otherwise after it.
+    fn reduce_in_place<T: Elem>(&self, op: &'static str, data: &mut [T], mean: bool) -> Result<()> {
         if self.size > 2 {
             let send = data.to_vec();
-            return self.reduce_into(op, &send, data);
+            self.reduce_into(op, &send, data)?;
+            if mean {
+                let n = T::count(self.size);
+                data.iter_mut().for_each(|x| *x = *x / n);
+            }
+            return Ok(());
         }
         let mut g = self.comm();
         let (w, scratch) = T::scratch(&mut g);
@@ -180,7 +202,13 @@ impl MpiGroup {
         let (mine, theirs) = if self.rank == 0 { (lo, hi) } else { (hi, lo) };
         scratch.resize(mine.len(), T::default()); // writes only what it grows by
         mpi::point_to_point::send_receive_into(&*theirs, &peer, &mut scratch[..], &peer);
-        mine.iter_mut().zip(scratch.iter()).for_each(|(a, &b)| *a = *a + b);
+        if mean {
+            // halving is exact: the bits of the sum divided by 2
+            let half = T::count(1) / T::count(2);
+            mine.iter_mut().zip(scratch.iter()).for_each(|(a, &b)| *a = (*a + b) * half);
+        } else {
+            mine.iter_mut().zip(scratch.iter()).for_each(|(a, &b)| *a = *a + b);
+        }
         mpi::point_to_point::send_receive_into(&*mine, &peer, &mut *theirs, &peer);
         Ok(())
     }
@@ -240,11 +268,19 @@ impl ProcessGroup for MpiGroup {
     }
 
     fn all_reduce_sum_f32(&self, op: &'static str, data: &mut [f32]) -> Result<()> {
-        self.reduce_in_place(op, data)
+        self.reduce_in_place(op, data, false)
     }
 
     fn all_reduce_sum_f64(&self, op: &'static str, data: &mut [f64]) -> Result<()> {
-        self.reduce_in_place(op, data)
+        self.reduce_in_place(op, data, false)
+    }
+
+    fn all_reduce_mean_f32(&self, op: &'static str, data: &mut [f32]) -> Result<()> {
+        self.reduce_in_place(op, data, true)
+    }
+
+    fn all_reduce_mean_f64(&self, op: &'static str, data: &mut [f64]) -> Result<()> {
+        self.reduce_in_place(op, data, true)
     }
 
     fn all_reduce_sum_into_f32(&self, op: &'static str, send: &[f32], recv: &mut [f32]) -> Result<()> {

@@ -60,6 +60,11 @@ pub struct SyncConfig {
 /// Default gradient bucket: 32 MiB, so 8M f32 gradients are one bucket.
 pub const DEFAULT_BUCKET_BYTES: usize = 32 << 20;
 
+/// A float gradient of at least this size (or the bucket size, if smaller) is averaged in
+/// its own storage rather than copied into a bucket: copying 31 MiB in and out cost the
+/// CapsNet's all-reduce 15 % over a raw `MPI_Allreduce` of the same buffer.
+const DIRECT_BYTES: usize = 1 << 20;
+
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig {
@@ -334,6 +339,17 @@ impl<M: Module> DataParallel<M> {
         }
         let used: Vec<&(String, Param)> =
             params.iter().enumerate().filter(|(i, _)| masks.iter().any(|m| m[*i] != 0)).map(|(_, p)| p).collect();
+        // A float gradient at least a bucket (or 1 MiB) in size is averaged where it lies, with
+        // no copy into a bucket and back. The choice rests on the parameter's dtype and size
+        // only, so every rank makes the same collectives in the same order.
+        let direct = |p: &Param| {
+            matches!(p.dtype(), DType::F32 | DType::F64)
+                && p.numel() * p.dtype().size_in_bytes() >= DIRECT_BYTES.min(self.bucket_bytes)
+        };
+        for (_, p) in used.iter().filter(|(_, p)| direct(p)) {
+            self.reduce_direct(p, &mut grads)?;
+        }
+        let used: Vec<&(String, Param)> = used.into_iter().filter(|(_, p)| !direct(p)).collect();
         let mut start = 0;
         while start < used.len() {
             let dtype = used[start].1.dtype();
@@ -350,6 +366,40 @@ impl<M: Module> DataParallel<M> {
             start = end;
         }
         Ok(grads)
+    }
+
+    /// Averages one parameter's gradient in its own storage when this rank's `Grads` holds it
+    /// alone (the usual case after backward), else in a private copy
+    /// ([`Tensor::host_slice_mut`]); zeros where this rank has none. Half precision never
+    /// comes here.
+    fn reduce_direct(&self, p: &Param, grads: &mut Grads) -> Result<()> {
+        const OP: &str = "DataParallel::reduce_gradients";
+        let shape = p.shape();
+        let local = grads.remove(p.id());
+        if let Some(g) = &local {
+            if g.shape() != shape {
+                return Err(Error::shape(OP, &[g.shape(), &shape], "a gradient must have its parameter's shape"));
+            }
+        }
+        macro_rules! mean {
+            ($t:ty, $mean:ident) => {{
+                let mut g = match local {
+                    Some(g) if g.device() == Device::Cpu => g,
+                    Some(g) => g.to_device(Device::Cpu)?,
+                    None => Tensor::zeros(&shape, p.dtype(), Device::Cpu)?,
+                };
+                // copy-on-write: in place when this rank's Grads held the only handle
+                self.group.$mean(OP, g.host_slice_mut::<$t>()?)?;
+                self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
+                g
+            }};
+        }
+        let g = match p.dtype() {
+            DType::F32 => mean!(f32, all_reduce_mean_f32),
+            _ => mean!(f64, all_reduce_mean_f64),
+        };
+        grads.insert(p.id(), if p.device() == Device::Cpu { g } else { g.to_device(p.device())? });
+        Ok(())
     }
 
     fn reduce_bucket(&self, bucket: &[&(String, Param)], dtype: DType, grads: &mut Grads) -> Result<()> {

@@ -375,6 +375,65 @@ pub fn different_models(g: Group) -> Result<()> {
     }
 }
 
+/// Gradients of 1 MiB and more are averaged where they lie: the result is the mean of every
+/// rank's local gradient (computed here by each rank for every rank), a gradient the caller
+/// still holds is left as it was (the sum goes to a copy), a large parameter unused on rank 0
+/// is averaged with zeros, and a gradient of the wrong shape is an error on every rank.
+pub fn large_gradients_in_place(g: Group) -> Result<()> {
+    let model = TwoBranches { a: Linear::new(400, 400)?, b: Linear::new(400, 400)?, frozen: Linear::new(3, 2)? };
+    model.to_dtype(DType::F64)?;
+    model.frozen.requires_grad(false);
+    let dp = DataParallel::new(model, g.clone(), SyncConfig::default())?;
+    let m = dp.module();
+    let local_grads = |r: usize| -> Result<Grads> {
+        let x = data(3, 400, r as f64)?;
+        let mut out = m.a.forward(&x)?.tanh()?;
+        if r == 1 {
+            out = out.add(&m.b.forward(&x)?)?;
+        }
+        out.sum_all()?.backward()
+    };
+    let n = g.world_size();
+    let mut expect_a = vec![0.0; 160_000];
+    let mut expect_b = vec![0.0; 160_000];
+    for r in 0..n {
+        let gr = local_grads(r)?;
+        for (e, v) in expect_a.iter_mut().zip(m.a.weight.grad(&gr).expect("a is used").to_f64_vec()?) {
+            *e += v / n as f64;
+        }
+        if let Some(gb) = m.b.weight.grad(&gr) {
+            for (e, v) in expect_b.iter_mut().zip(gb.to_f64_vec()?) {
+                *e += v / n as f64;
+            }
+        }
+    }
+    // held by the caller: reduced into a copy
+    let local = local_grads(g.rank())?;
+    let before = m.a.weight.grad(&local).expect("a is used").to_f64_vec()?;
+    let shared = dp.reduce_gradients(local.clone())?;
+    let after = m.a.weight.grad(&local).expect("a is used").to_f64_vec()?;
+    if before.iter().map(|v| v.to_bits()).ne(after.iter().map(|v| v.to_bits())) {
+        return Err(fail("the caller's own gradient changed".into()));
+    }
+    // handed over: reduced where it lies
+    drop(local);
+    let owned = dp.reduce_gradients(local_grads(g.rank())?)?;
+    for (what, grads) in [("shared", &shared), ("owned", &owned)] {
+        let ga = m.a.weight.grad(grads).ok_or_else(|| fail(format!("{what}: no gradient for a")))?.to_f64_vec()?;
+        let gb = m.b.weight.grad(grads).ok_or_else(|| fail(format!("{what}: no gradient for b")))?.to_f64_vec()?;
+        close(&format!("{what}: a.weight"), &ga, &expect_a, 1e-14)?;
+        close(&format!("{what}: b.weight (unused on rank 0)"), &gb, &expect_b, 1e-14)?;
+        same_on_all_ranks(&g, &format!("{what}: a.weight"), &ga)?;
+    }
+    // a hand-built gradient of the wrong shape, on every rank
+    let mut bad = Grads::default();
+    bad.insert(m.a.weight.id(), Tensor::zeros(&[400, 399], DType::F64, Device::Cpu)?);
+    match dp.reduce_gradients(bad) {
+        Err(Error::Shape { op, .. }) if op.contains("reduce_gradients") => Ok(()),
+        other => Err(fail(format!("a wrong-shape gradient: {:?}", other.map(|_| ())))),
+    }
+}
+
 /// An 8.4M-parameter model's gradients take a handful of collectives.
 pub fn bucketed(g: Group) -> Result<()> {
     let model = Linear::new(2048, 4096)?;

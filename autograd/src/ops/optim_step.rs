@@ -67,26 +67,26 @@ impl Tensor {
             }
         }
         for t in state.iter_mut() {
-            t.make_unique()?;
+            t.make_unique(OP)?;
         }
         let mut buffers: Vec<&mut Storage> = state.iter_mut().map(|t| t.unique_storage()).collect();
-        self.make_unique()?;
+        self.make_unique(OP)?;
         self.unique_storage().optim_step(step, grad.storage(), grad.layout(), &mut buffers)
     }
 
     /// Copy-on-write: unless this handle solely owns a storage holding exactly its
     /// contiguous elements, writable, it is replaced by a private contiguous copy.
-    fn make_unique(&mut self) -> Result<()> {
+    pub(crate) fn make_unique(&mut self, op: &'static str) -> Result<()> {
         let whole = self.layout().contiguous_offset() == Some(0) && self.numel() == self.storage().len();
         let unique = Arc::get_mut(&mut self.0).is_some_and(|inner| Arc::get_mut(&mut inner.storage).is_some());
         if !(whole && unique) || self.storage().is_borrowed() {
-            *self = Tensor::fresh(self.storage().copy_strided(self.layout()).map_err(|e| e.in_op(OP))?, self.shape());
+            *self = Tensor::fresh(self.storage().copy_strided(self.layout()).map_err(|e| e.in_op(op))?, self.shape());
         }
         Ok(())
     }
 
     /// The storage of a tensor [`Tensor::make_unique`] just made unique.
-    fn unique_storage(&mut self) -> &mut Storage {
+    pub(crate) fn unique_storage(&mut self) -> &mut Storage {
         let inner = Arc::get_mut(&mut self.0).expect("make_unique left the tensor unshared");
         Arc::get_mut(&mut inner.storage).expect("make_unique left the storage unshared")
     }
