@@ -788,3 +788,43 @@ fn porting_ops_and_their_gradients_match_the_cpu_on_every_device() {
         }
     }
 }
+
+/// A checkpoint loads onto a GPU: into a model already there (each tensor uploaded from the
+/// file's mapping) and into a deferred model materialised there by the load (issue 12).
+#[test]
+fn checkpoints_load_onto_every_device_eagerly_and_deferred() {
+    use stategrad::nn::{deferred, LoadOptions};
+    let dir = std::env::temp_dir().join(format!("stategrad-parity-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.safetensors");
+    let src = Linear::new(6, 5).unwrap();
+    src.save_safetensors(&path).unwrap();
+    let want: Vec<(String, Vec<u32>)> = src
+        .state_dict()
+        .iter()
+        .map(|(k, t)| (k.to_string(), t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()))
+        .collect();
+    for d in gpu_devices() {
+        let eager = Linear::new(6, 5).unwrap();
+        eager.to_device(d).unwrap();
+        eager.load_safetensors(&path, true).unwrap();
+        let lazy = deferred(|| Linear::new(6, 5).unwrap());
+        let report = lazy.load_safetensors_with(&path, &LoadOptions::default().device(d)).unwrap();
+        assert_eq!(report.loaded.len(), want.len(), "{d}: deferred load");
+        for (how, m) in [("eager", &eager), ("deferred", &lazy)] {
+            for (name, p) in m.named_parameters() {
+                assert_eq!(p.device(), d, "{how} {name} on {d}");
+            }
+            let got: Vec<(String, Vec<u32>)> = m
+                .state_dict()
+                .iter()
+                .map(|(k, t)| {
+                    let host = t.to_device(Device::Cpu).unwrap().to_vec::<f32>().unwrap();
+                    (k.to_string(), host.iter().map(|v| v.to_bits()).collect())
+                })
+                .collect();
+            assert_eq!(got, want, "{how} load on {d}: the file's bits");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
