@@ -311,3 +311,14 @@ fn a_failed_gradcheck_carries_the_failing_element() {
         other => panic!("expected a Gradcheck failure, got {other:?}"),
     }
 }
+
+#[test]
+fn an_empty_product_over_a_huge_batch_is_an_empty_tensor() {
+    // 2^40 batches of [0, 3] x [3, 2]: nothing to compute, so nothing per batch is listed
+    // (this once listed 2^40 offsets and aborted; found by the random programs).
+    let a = f32s(&[1, 0, 3]).expand(&[1 << 40, 0, 3]).unwrap();
+    let b = f32s(&[1, 3, 2]).expand(&[1 << 40, 3, 2]).unwrap();
+    let c = a.matmul(&b).unwrap();
+    assert_eq!(c.shape(), &[1 << 40, 0, 2]);
+    assert_eq!(c.numel(), 0);
+}

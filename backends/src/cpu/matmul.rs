@@ -228,11 +228,15 @@ fn batch_offsets(l: &Layout) -> Vec<usize> {
 fn matmul_typed<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<Vec<T>> {
     let r = la.rank();
     let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
-    let (oa, ob) = (batch_offsets(la), batch_offsets(lb));
-    let mut out = T::filled(oa.len() * m * n, T::ZERO)?;
+    // The output first: its size is checked and admitted, and an empty product (a huge
+    // batch of 0 x n matrices, say) returns before any per-matrix offset is listed.
+    let size = la.shape()[..r - 2].iter().chain([&m, &n]).try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let size = size.ok_or_else(|| Error::shape("matmul", &[la.shape(), lb.shape()], "the output's size overflows"))?;
+    let mut out = T::filled(size, T::ZERO)?;
     if out.is_empty() {
         return Ok(out);
     }
+    let (oa, ob) = (batch_offsets(la), batch_offsets(lb));
     let sa = &la.strides()[r - 2..];
     let sb = &lb.strides()[r - 2..];
     let one = |i: usize, c: &mut [T], par: bool| {
