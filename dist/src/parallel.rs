@@ -376,22 +376,39 @@ impl<M: Module> DataParallel<M> {
         const OP: &str = "DataParallel::reduce_gradients";
         let shape = p.shape();
         let local = grads.remove(p.id());
-        if let Some(g) = &local {
-            if g.shape() != shape {
-                return Err(Error::shape(OP, &[g.shape(), &shape], "a gradient must have its parameter's shape"));
-            }
-        }
         macro_rules! mean {
             ($t:ty, $mean:ident) => {{
-                let mut g = match local {
-                    Some(g) if g.device() == Device::Cpu => g,
-                    Some(g) => g.to_device(Device::Cpu)?,
-                    None => Tensor::zeros(&shape, p.dtype(), Device::Cpu)?,
-                };
-                // copy-on-write: in place when this rank's Grads held the only handle
-                self.group.$mean(OP, g.host_slice_mut::<$t>()?)?;
-                self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
-                g
+                // This rank's gradient as a writable host buffer (copy-on-write: in place when
+                // the Grads handed over held the only handle), or the reason it cannot be.
+                let prepared = (|| -> Result<Tensor> {
+                    let mut g = match local {
+                        Some(g) if g.shape() != shape => {
+                            return Err(Error::shape(
+                                OP,
+                                &[g.shape(), &shape],
+                                "a gradient must have its parameter's shape",
+                            ))
+                        }
+                        Some(g) if g.device() == Device::Cpu => g,
+                        Some(g) => g.to_device(Device::Cpu)?,
+                        None => Tensor::zeros(&shape, p.dtype(), Device::Cpu)?,
+                    };
+                    g.host_slice_mut::<$t>()?;
+                    Ok(g)
+                })();
+                match prepared {
+                    Ok(mut g) => {
+                        self.group.$mean(OP, g.host_slice_mut::<$t>()?)?;
+                        self.gradient_collectives.fetch_add(1, Ordering::Relaxed);
+                        g
+                    }
+                    Err(e) => {
+                        // Still meet the other ranks, with nothing: their collective fails on
+                        // the length instead of waiting for this rank forever.
+                        let _ = self.group.$mean(OP, &mut []);
+                        return Err(e);
+                    }
+                }
             }};
         }
         let g = match p.dtype() {
