@@ -6,7 +6,8 @@
 //!
 //! The default run makes about 25,000 calls; `STATEGRAD_RANDOM_PROGRAMS=N` runs `N` programs
 //! (`.ci/run` runs 4,000 x 48 calls = 192,000) and prints the count and the seed
-//! (`STATEGRAD_SEED=S` replays a run). Sizes are sometimes absurd (2^40 elements): where
+//! (`STATEGRAD_SEED=S` replays a run; `STATEGRAD_TRACE=1` prints each call before it runs,
+//! for the one failure a report cannot carry: a process the OOM killer ends). Sizes are sometimes absurd (2^40 elements): where
 //! the kernel overcommits, only the allocator's admission check stands between such a
 //! call and the OOM killer, and this test is what found that.
 use std::panic::{catch_unwind, AssertUnwindSafe};
