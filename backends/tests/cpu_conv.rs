@@ -116,6 +116,14 @@ fn conv_blocks_channels_and_chunks_images() {
 }
 
 #[test]
+fn conv_on_planes_too_large_for_a_tap_table_takes_the_row_wise_loops() {
+    // kh kw oh ow past 2^22 table entries: im2col/col2im walk row segments and the weight
+    // gradient reads the transposed im2col block (padded, stride 1 and stride 2).
+    check(5, &Case { n: 1, c: 2, h: 700, w: 702, co: 2, kh: 3, kw: 3, p: p(1, 1, 1, 1) }, View::Contiguous, true);
+    check(6, &Case { n: 1, c: 1, h: 830, w: 820, co: 1, kh: 5, kw: 5, p: p(2, 2, 1, 1) }, View::Transposed, false);
+}
+
+#[test]
 fn conv_errors_name_the_op() {
     let x = CpuStorage::F32(vec![0.0; 2 * 3 * 4 * 4].into());
     let lx = Layout::contiguous(&[2, 3, 4, 4]);

@@ -123,20 +123,100 @@ fn span(outs: usize, len: usize, stride: usize, off: usize, pad: usize) -> (usiz
     (lo.min(hi), hi)
 }
 
+/// Offsets no tap reads: a tap landing in the padding (reads 0, adds nothing).
+const PAD: u32 = u32::MAX;
+/// Largest tap table ([`Taps`]) built, in entries (16 MiB); beyond it the row-wise loops run.
+const TABLE_MAX: usize = 1 << 22;
+
+/// Where each kernel tap of each output pixel reads the input plane: `at[t * P + p]` is the
+/// offset `y * w + x` in the plane of tap `t = (i, j)` at output pixel `p = (oy, ox)`, or
+/// [`PAD`]; `by_pixel[p * taps + t]` is the same table transposed. With it, im2col and col2im
+/// are one flat gather or scatter per row, however small the output (PrimaryCaps' rows are 6
+/// pixels at stride 2, where walking row segments cost more than the copies).
+struct Taps {
+    at: Vec<u32>,
+    by_pixel: Vec<u32>,
+}
+
+impl Taps {
+    /// `None` when the table would pass [`TABLE_MAX`] or a plane has `u32::MAX` pixels or more.
+    fn new(g: &Geo) -> Result<Option<Taps>> {
+        let (taps, pix) = (g.kh * g.kw, g.pix());
+        if taps * pix > TABLE_MAX || g.h * g.w >= PAD as usize {
+            return Ok(None);
+        }
+        let (sh, sw, ph, pw, dh, dw) =
+            (g.p.stride.0, g.p.stride.1, g.p.padding.0, g.p.padding.1, g.p.dilation.0, g.p.dilation.1);
+        let mut at = super::try_vec::<u32>(taps * pix)?;
+        for t in 0..taps {
+            let (i, j) = (t / g.kw, t % g.kw);
+            for p in 0..pix {
+                let (y, x) = ((p / g.ow * sh + i * dh).wrapping_sub(ph), (p % g.ow * sw + j * dw).wrapping_sub(pw));
+                // a coordinate in the padding wrapped past the plane's size
+                at.push(if y < g.h && x < g.w { (y * g.w + x) as u32 } else { PAD });
+            }
+        }
+        let mut by_pixel = super::try_vec::<u32>(taps * pix)?;
+        by_pixel.extend((0..taps * pix).map(|e| at[e % taps * pix + e / taps]));
+        Ok(Some(Taps { at, by_pixel }))
+    }
+
+    /// The table inverted for a `col` block of `cols` columns: input pixel `q` of a plane
+    /// receives `dcol[base + e]` for each `e` in `idx[start[q]..start[q + 1]]` (`e = t cols +
+    /// p`, taps in order), where `base` is the plane's first element in the block. `None` when
+    /// an entry would not fit a `u32`.
+    fn inverse(&self, g: &Geo, cols: usize) -> Result<Option<(Vec<u32>, Vec<u32>)>> {
+        let (taps, pix, hw) = (g.kh * g.kw, g.pix(), g.h * g.w);
+        if taps * cols >= PAD as usize {
+            return Ok(None);
+        }
+        let mut start = super::try_vec::<u32>(hw + 1)?;
+        start.resize(hw + 1, 0);
+        for &o in self.at.iter().filter(|&&o| o != PAD) {
+            start[o as usize + 1] += 1;
+        }
+        for q in 0..hw {
+            start[q + 1] += start[q];
+        }
+        let mut next = start.clone();
+        let mut idx = super::try_vec::<u32>(start[hw] as usize)?;
+        idx.resize(start[hw] as usize, 0);
+        for (e, &o) in self.at.iter().enumerate() {
+            if o != PAD {
+                let slot = &mut next[o as usize];
+                idx[*slot as usize] = ((e / pix) * cols + e % pix) as u32;
+                *slot += 1;
+            }
+        }
+        Ok(Some((start, idx)))
+    }
+}
+
 /// `col [(c1 - c0) kh kw, imgs * P]`: the rows of absolute input channels `c0..c1` for `imgs`
-/// images of `x [imgs, c, h, w]`. Each output row's valid span is computed once, so a row is
-/// a copy (stride 1) or a strided gather (stride > 1) between two zero fills.
-fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), col: &mut [T]) {
-    let (pix, cols, taps) = (g.pix(), imgs * g.pix(), g.kh * g.kw);
+/// images of `x [imgs, c, h, w]`, in parallel over rows. With a tap table each row is a flat
+/// gather; without one each output row's valid span is computed once, so a row is a copy
+/// (stride 1) or a strided gather (stride > 1) between two zero fills.
+fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), col: &mut [T], tab: Option<&Taps>) {
+    let (pix, cols, taps, hw) = (g.pix(), imgs * g.pix(), g.kh * g.kw, g.h * g.w);
     let (sh, sw, ph, pw, dh, dw) =
         (g.p.stride.0, g.p.stride.1, g.p.padding.0, g.p.padding.1, g.p.dilation.0, g.p.dilation.1);
     let fill = |r: usize, row: &mut [T]| {
-        let (c, i, j) = (c0 + r / taps, r / g.kw % g.kh, r % g.kw);
+        let (c, t) = (c0 + r / taps, r % taps);
+        if let Some(tab) = tab {
+            let at = &tab.at[t * pix..][..pix];
+            for (img, out) in row.chunks_exact_mut(pix).enumerate() {
+                let plane = &x[(img * g.c + c) * hw..][..hw];
+                // PAD is past every plane: `get` reads it as 0
+                out.iter_mut().zip(at).for_each(|(d, &o)| *d = plane.get(o as usize).copied().unwrap_or(T::ZERO));
+            }
+            return;
+        }
+        let (i, j) = (t / g.kw, t % g.kw);
         let (xlo, xhi) = span(g.ow, g.w, sw, j * dw, pw);
         let (ylo, yhi) = span(g.oh, g.h, sh, i * dh, ph);
         let ix0 = (xlo * sw + j * dw).wrapping_sub(pw);
         for img in 0..imgs {
-            let plane = &x[(img * g.c + c) * g.h * g.w..][..g.h * g.w];
+            let plane = &x[(img * g.c + c) * hw..][..hw];
             let out = &mut row[img * pix..][..pix];
             out[..ylo * g.ow].fill(T::ZERO);
             out[yhi * g.ow..].fill(T::ZERO);
@@ -153,7 +233,6 @@ fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), col
                 let src = &src[ix0..=ix0 + (dst.len() - 1) * sw];
                 match sw {
                     1 => dst.copy_from_slice(src),
-                    2 => dst.iter_mut().enumerate().for_each(|(xo, d)| *d = src[2 * xo]),
                     _ => dst.iter_mut().zip(src.iter().step_by(sw)).for_each(|(d, s)| *d = *s),
                 }
             }
@@ -170,15 +249,59 @@ fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), col
     }
 }
 
+/// `colT [imgs * P, (c1 - c0) kh kw]`, the transpose of [`im2col`]'s block, in parallel over
+/// its rows (one per output pixel): each row gathers every tap of each channel from that
+/// channel's plane. The weight gradient reads it as a row-major right operand, which the
+/// GEMM packs with contiguous loads (the transposed view of `col` is packed by gathers).
+fn im2col_t<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), colt: &mut [T], tab: &Taps) {
+    let (pix, taps, hw) = (g.pix(), g.kh * g.kw, g.h * g.w);
+    let rows = (c1 - c0) * taps;
+    let fill = |q: usize, row: &mut [T]| {
+        let (img, p) = (q / pix, q % pix);
+        let at = &tab.by_pixel[p * taps..][..taps];
+        for (c, out) in (c0..c1).zip(row.chunks_exact_mut(taps)) {
+            let plane = &x[(img * g.c + c) * hw..][..hw];
+            out.iter_mut().zip(at).for_each(|(d, &o)| *d = plane.get(o as usize).copied().unwrap_or(T::ZERO));
+        }
+    };
+    let colt = &mut colt[..imgs * pix * rows];
+    if rows == 0 {
+        return;
+    }
+    if colt.len() >= PAR_THRESHOLD {
+        colt.par_chunks_mut(rows).enumerate().for_each(|(q, row)| fill(q, row));
+    } else {
+        colt.chunks_mut(rows).enumerate().for_each(|(q, row)| fill(q, row));
+    }
+}
+
 /// Adds `dcol`, the [`im2col`] rows of channels `c0..c1`, onto `dx [imgs, c, h, w]` (the
-/// adjoint of im2col), in parallel over the input planes; each plane adds its taps in order.
-fn col2im<T: Float>(g: &Geo, dcol: &[T], imgs: usize, (c0, c1): (usize, usize), dx: &mut [T]) {
+/// adjoint of im2col), in parallel over the input planes. With the inverted tap table
+/// (`inv`, see [`Taps::inverse`]) each pixel gathers its taps' values and is written once,
+/// so `dx` need not be zeroed (each plane belongs to one channel block of one chunk); without
+/// it each plane adds its taps' row segments in order onto zeros.
+fn col2im<T: Float>(
+    g: &Geo,
+    dcol: &[T],
+    imgs: usize,
+    (c0, c1): (usize, usize),
+    dx: &mut [T],
+    inv: Option<&(Vec<u32>, Vec<u32>)>,
+) {
     let (pix, cols, hw) = (g.pix(), imgs * g.pix(), g.h * g.w);
     let (sh, sw, ph, pw, dh, dw) =
         (g.p.stride.0, g.p.stride.1, g.p.padding.0, g.p.padding.1, g.p.dilation.0, g.p.dilation.1);
     let add = |q: usize, plane: &mut [T]| {
         let (img, c) = (q / g.c, q % g.c);
         if c < c0 || c >= c1 {
+            return;
+        }
+        if let Some((start, idx)) = inv {
+            let block = &dcol[(c - c0) * g.kh * g.kw * cols + img * pix..];
+            for (q, d) in plane.iter_mut().enumerate() {
+                let taps = &idx[start[q] as usize..start[q + 1] as usize];
+                *d = taps.iter().fold(T::ZERO, |s, &e| T::add(s, block[e as usize]));
+            }
             return;
         }
         for i in 0..g.kh {
@@ -197,7 +320,6 @@ fn col2im<T: Float>(g: &Geo, dcol: &[T], imgs: usize, (c0, c1): (usize, usize), 
                     let dst = &mut dst[ix0..=ix0 + (src.len() - 1) * sw];
                     match sw {
                         1 => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = T::add(*d, v)),
-                        2 => src.iter().enumerate().for_each(|(xo, &v)| dst[2 * xo] = T::add(dst[2 * xo], v)),
                         _ => dst.iter_mut().step_by(sw).zip(src).for_each(|(d, &v)| *d = T::add(*d, v)),
                     }
                 }
@@ -238,13 +360,25 @@ fn blocks(g: &Geo, gi: usize, per: usize) -> impl Iterator<Item = (usize, usize)
     (start..end).step_by(per.max(1)).map(move |c0| (c0, (c0 + per).min(end)))
 }
 
+/// The output of a kernel: scratch when `written` (every element is written before it is
+/// read), zeros otherwise (empty sums: no input channels, no images).
+fn output<T: Float>(n: usize, written: bool) -> Result<Vec<T>> {
+    if written {
+        T::scratch(n)
+    } else {
+        T::filled(n, T::ZERO)
+    }
+}
+
 fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog, taps) = (g.k(), g.pix(), g.cog(), g.kh * g.kw);
-    let mut out = T::filled(g.n * g.co * pix, T::ZERO)?;
+    // every output element is written by a channel block's GEMM or by `regroup`
+    let mut out = output(g.n * g.co * pix, g.cg() > 0)?;
     let chunk = g.chunk();
     let per = g.channels(chunk);
-    let mut col = T::filled(per * taps * chunk * pix, T::ZERO)?;
-    let mut tmp = T::filled(cog * chunk * pix, T::ZERO)?;
+    let tab = Taps::new(g)?;
+    let mut col = T::scratch(per * taps * chunk * pix)?;
+    let mut tmp = T::scratch(cog * chunk * pix)?;
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -255,7 +389,7 @@ fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
             let acc = if imgs == 1 { &mut os[gi * cog * pix..][..cog * pix] } else { &mut tmp[..cog * cols] };
             for (bi, (c0, c1)) in blocks(g, gi, per).enumerate() {
                 let rows = (c1 - c0) * taps;
-                im2col(g, xs, imgs, (c0, c1), &mut col);
+                im2col(g, xs, imgs, (c0, c1), &mut col, tab.as_ref());
                 let wg = Mat { data: &wt[gi * cog * k + (c0 - gi * g.cg()) * taps..], rs: k, cs: 1 };
                 par_gemm(cog, rows, cols, wg, Mat::row_major(&col[..rows * cols], cols), acc, bi > 0)?;
             }
@@ -272,12 +406,17 @@ fn forward<T: Float>(g: &Geo, x: &[T], wt: &[T]) -> Result<Vec<T>> {
 
 fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog, taps) = (g.k(), g.pix(), g.cog(), g.kh * g.kw);
-    let mut dx = T::filled(g.n * g.c * g.h * g.w, T::ZERO)?;
     let chunk = g.chunk();
     let per = g.channels(chunk);
-    let mut dcol = T::filled(per * taps * chunk * pix, T::ZERO)?;
-    let mut gbuf = T::filled(cog * chunk * pix, T::ZERO)?;
-    let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO)?;
+    let tab = Taps::new(g)?;
+    // the inverted tables for full chunks and for the last one, if it is shorter
+    let inv = |imgs: usize| tab.as_ref().map_or(Ok(None), |t| t.inverse(g, imgs * pix));
+    let (inv_full, inv_last) = (inv(chunk)?, if g.n % chunk != 0 { inv(g.n % chunk)? } else { None });
+    // with the inverted tables every plane is written once; the row-wise adds need zeros
+    let mut dx = output(g.n * g.c * g.h * g.w, inv_full.is_some() && (g.n % chunk == 0 || inv_last.is_some()))?;
+    let mut dcol = T::scratch(per * taps * chunk * pix)?;
+    let mut gbuf = T::scratch(cog * chunk * pix)?;
+    let mut gchunk = T::scratch(chunk * g.co * pix)?;
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -290,7 +429,8 @@ fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
                 let wg = Mat { data: &wt[gi * cog * k + (c0 - gi * g.cg()) * taps..], rs: k, cs: 1 };
                 let gm = Mat::row_major(&gbuf[..cog * cols], cols);
                 par_gemm(rows, cog, cols, wg.t(), gm, &mut dcol[..rows * cols], false)?;
-                col2im(g, &dcol[..rows * cols], imgs, (c0, c1), &mut dx[n0 * g.c * g.h * g.w..]);
+                let inv = if imgs == chunk { inv_full.as_ref() } else { inv_last.as_ref() };
+                col2im(g, &dcol[..rows * cols], imgs, (c0, c1), &mut dx[n0 * g.c * g.h * g.w..], inv);
             }
         }
     }
@@ -302,12 +442,14 @@ fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
 
 fn grad_weight<T: Float>(g: &Geo, x: &[T], grad: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog, taps) = (g.k(), g.pix(), g.cog(), g.kh * g.kw);
-    let mut dw = T::filled(g.co * k, T::ZERO)?;
+    // the first chunk writes every block of dW, later chunks add to it
+    let mut dw = output(g.co * k, g.n > 0)?;
     let chunk = g.chunk();
     let per = g.channels(chunk);
-    let mut col = T::filled(per * taps * chunk * pix, T::ZERO)?;
-    let mut gbuf = T::filled(cog * chunk * pix, T::ZERO)?;
-    let mut gchunk = T::filled(chunk * g.co * pix, T::ZERO)?;
+    let tab = Taps::new(g)?;
+    let mut col = T::scratch(per * taps * chunk * pix)?;
+    let mut gbuf = T::scratch(cog * chunk * pix)?;
+    let mut gchunk = T::scratch(chunk * g.co * pix)?;
     for n0 in (0..g.n).step_by(chunk) {
         let imgs = chunk.min(g.n - n0);
         let cols = imgs * pix;
@@ -316,13 +458,21 @@ fn grad_weight<T: Float>(g: &Geo, x: &[T], grad: &[T]) -> Result<Vec<T>> {
         for gi in 0..g.groups {
             regroup(g, &mut gchunk, &mut gbuf, imgs, gi, true);
             for (c0, c1) in blocks(g, gi, per) {
-                // dW_g[:, block] += grad_g col[block, :]^T: a column block of dW (row stride k)
+                // dW_g[:, block] (+)= grad_g col[block, :]^T: a column block of dW (row stride k)
                 let rows = (c1 - c0) * taps;
-                im2col(g, xs, imgs, (c0, c1), &mut col);
-                let colt = Mat::row_major(&col[..rows * cols], cols).t();
+                let colt = match &tab {
+                    Some(tab) => {
+                        im2col_t(g, xs, imgs, (c0, c1), &mut col, tab);
+                        Mat::row_major(&col[..rows * cols], rows)
+                    }
+                    None => {
+                        im2col(g, xs, imgs, (c0, c1), &mut col, None);
+                        Mat::row_major(&col[..rows * cols], cols).t()
+                    }
+                };
                 let gm = Mat::row_major(&gbuf[..cog * cols], cols);
                 let dwb = &mut dw[gi * cog * k + (c0 - gi * g.cg()) * taps..];
-                par_gemm_strided(cog, cols, rows, gm, colt, dwb, k, true)?;
+                par_gemm_strided(cog, cols, rows, gm, colt, dwb, k, n0 > 0)?;
             }
         }
     }

@@ -43,7 +43,7 @@ pub fn clear_pool() {
 type Buckets<T> = Mutex<Option<HashMap<usize, Vec<Vec<T>>>>>;
 
 /// Element types whose buffers are pooled.
-pub trait Pooled: Copy + Send + Sized + 'static {
+pub trait Pooled: Copy + Send + Sized + Default + 'static {
     /// This type's buckets of free buffers, by capacity.
     #[doc(hidden)]
     fn buckets() -> &'static Buckets<Self>;
@@ -71,11 +71,34 @@ pub trait Pooled: Copy + Send + Sized + 'static {
         Ok(v)
     }
 
+    /// `n` elements of unspecified (initialised) values, for scratch and outputs that are
+    /// written in full before they are read: a reused buffer comes as it was left, so no
+    /// zero-fill pass is paid (a fresh one is filled with the default value once).
+    fn scratch(n: usize) -> Result<Vec<Self>> {
+        let bytes = n.saturating_mul(size_of::<Self>());
+        if bytes >= MIN_POOLED_BYTES {
+            let reused = Self::buckets().lock().ok().and_then(|mut b| b.as_mut()?.get_mut(&n)?.pop());
+            if let Some(v) = reused {
+                HELD.fetch_sub(bytes, Ordering::Relaxed);
+                // pooled buffers are kept at `len == capacity` (see `give`), and the bucket
+                // of `n` holds capacity `n`
+                debug_assert_eq!(v.len(), n);
+                return Ok(v);
+            }
+        }
+        Self::filled(n, Self::default())
+    }
+
     /// Returns a buffer to the pool (or to the allocator when small or over the limit).
-    fn give(v: Vec<Self>) {
+    /// Pooled buffers are initialised to their whole capacity, so [`Pooled::scratch`] can hand
+    /// one out as it is.
+    fn give(mut v: Vec<Self>) {
         let bytes = v.capacity() * size_of::<Self>();
         if bytes < MIN_POOLED_BYTES || HELD.load(Ordering::Relaxed) + bytes > LIMIT.load(Ordering::Relaxed) {
             return;
+        }
+        if v.len() < v.capacity() {
+            v.resize(v.capacity(), Self::default());
         }
         if let Ok(mut b) = Self::buckets().lock() {
             HELD.fetch_add(bytes, Ordering::Relaxed);
@@ -133,5 +156,24 @@ mod tests {
         assert!(f64::take(4).unwrap().capacity() >= 4);
         let z = f64::filled(n, 0.0).unwrap();
         assert!(z.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn scratch_reuses_a_buffer_as_it_was_left_and_a_short_one_is_padded() {
+        let n = MIN_POOLED_BYTES / 4 + 3; // f32, over the threshold
+        let v = f32::filled(n, 2.5).unwrap();
+        let ptr = v.as_ptr();
+        f32::give(v);
+        let s = f32::scratch(n).unwrap();
+        assert_eq!((s.as_ptr(), s.len()), (ptr, n));
+        assert!(s.iter().all(|&x| x == 2.5), "no fill pass on reuse");
+        f32::give(s);
+        // a buffer given back with spare capacity is pooled fully initialised
+        let mut short = f32::take(n + 5).unwrap();
+        short.extend(std::iter::repeat_n(1.0, n));
+        f32::give(short);
+        let s = f32::scratch(n + 5).unwrap();
+        assert_eq!(s.len(), n + 5);
+        assert_eq!(&s[n..], &[0.0; 5], "the tail was padded with the default");
     }
 }
