@@ -183,6 +183,36 @@ fn where_cast_copy_fill() {
 }
 
 #[test]
+fn permuted_copies_whose_rows_lie_far_apart_are_walked_in_tiles_and_agree() {
+    // Views whose innermost outer dim strides past a page take the tiled walk: split along
+    // the output's outermost dim ([i, b, j, d] -> [b, j, i, d], CapsNet's predictions), along
+    // blocks of the smallest-stride dim when it is outermost (the gradient's way back, 37
+    // indices: a short last block), strided rows (a full reversal), an offset window, f32/f64.
+    let mut rng = Rng(7);
+    let cases: [(&[usize], &[usize]); 4] = [
+        (&[70, 8, 10, 16], &[1, 2, 0, 3]),
+        (&[8, 5, 37, 32], &[2, 0, 1, 3]),
+        (&[9, 8, 1030, 3], &[3, 2, 1, 0]),
+        (&[3, 40, 2048], &[1, 0, 2]),
+    ];
+    for (k, (shape, perm)) in cases.into_iter().enumerate() {
+        let base = Layout::contiguous(shape);
+        let data = rng.vec(base.numel() + 5);
+        // a window at offset 5 of the buffer, then permuted
+        let l = Layout::new(shape, base.strides(), 5).unwrap().permute(perm).unwrap();
+        for f32 in [true, false] {
+            let x = storage(&data, f32);
+            let stored = x.to_f64_vec();
+            let want: Vec<f64> = l.strided_index().map(|i| stored[i]).collect();
+            let got = CpuBackend.copy_strided(&x, &l).unwrap();
+            assert_close(&got, &want, 0.0, &format!("copy case {k} f32={f32}"));
+            let neg: Vec<f64> = want.iter().map(|v| -v).collect();
+            assert_close(&CpuBackend.unary(UnaryOp::Neg, &x, &l).unwrap(), &neg, 0.0, &format!("neg case {k}"));
+        }
+    }
+}
+
+#[test]
 fn integer_paths_and_dtype_errors() {
     let l = Layout::contiguous(&[3]);
     let a = CpuStorage::I64(vec![1, -5, 7].into());

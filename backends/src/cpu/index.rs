@@ -64,7 +64,8 @@ fn index_select_typed<T: Num>(x: &[T], lx: &Layout, dim: usize, idx: &[i64]) -> 
     let x = contiguous_cow(x, lx)?;
     let (outer, inner) = split(lx.shape(), dim);
     let size = lx.shape()[dim];
-    let mut out = T::filled(outer * idx.len() * inner, T::ZERO)?;
+    // every row is copied in full
+    let mut out = T::scratch(outer * idx.len() * inner)?;
     rows(&mut out, idx.len() * inner, |o, y| {
         for (y, &j) in y.chunks_exact_mut(inner).zip(idx) {
             let s = (o * size + j as usize) * inner;
@@ -94,7 +95,8 @@ fn gather_typed<T: Num>(x: &[T], lx: &Layout, dim: usize, idx: &[i64], li: &Layo
     let x = contiguous_cow(x, lx)?;
     let (_, inner) = split(lx.shape(), dim);
     let (size, m) = (lx.shape()[dim], li.shape()[dim]);
-    let mut out = T::filled(idx.len(), T::ZERO)?;
+    // every element is gathered
+    let mut out = T::scratch(idx.len())?;
     rows(&mut out, m * inner, |o, y| {
         let ids = &idx[o * m * inner..][..m * inner];
         for (k, (y, &j)) in y.iter_mut().zip(ids).enumerate() {
@@ -188,7 +190,8 @@ pub fn scatter_add(
 fn cat_typed<T: Num>(parts: &[(&[T], &Layout)], dim: usize, out_shape: &[usize]) -> Result<Vec<T>> {
     let (outer, inner) = split(out_shape, dim);
     let total = out_shape[dim];
-    let mut out = T::filled(outer * total * inner, T::ZERO)?;
+    // the parts' blocks tile every output row
+    let mut out = T::scratch(outer * total * inner)?;
     let mut start = 0;
     for &(x, l) in parts {
         let block = l.shape()[dim] * inner;

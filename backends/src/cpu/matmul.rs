@@ -232,7 +232,8 @@ fn matmul_typed<T: Float>(a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Result<
     // batch of 0 x n matrices, say) returns before any per-matrix offset is listed.
     let size = la.shape()[..r - 2].iter().chain([&m, &n]).try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let size = size.ok_or_else(|| Error::shape("matmul", &[la.shape(), lb.shape()], "the output's size overflows"))?;
-    let mut out = T::filled(size, T::ZERO)?;
+    // every matrix of the batch is written by one GEMM (with beta 0; k = 0 writes zeros)
+    let mut out = T::scratch(size)?;
     if out.is_empty() {
         return Ok(out);
     }

@@ -119,6 +119,121 @@ impl Rows {
     }
 }
 
+/// Rows per tile of [`Tiled`].
+const TILE: usize = 32;
+
+/// The walk of a view whose consecutive rows lie far apart in its storage, such as the
+/// copy of a permuted `[i, b, j, d]` into `[b, j, i, d]` (CapsNet's predictions, and their
+/// gradient the other way): in output order every row would start on a new page. It goes
+/// tile by tile instead: [`TILE`] rows of the innermost outer dim `p` for each index of the
+/// outer dim `q` with the smallest stride, so the reads are `TILE` sequential streams and
+/// the writes runs of `TILE` rows. Dims as `(len, stride, output stride)`.
+struct Tiled {
+    len: usize,
+    rs: usize,
+    p: (usize, usize),
+    q: (usize, usize, usize),
+    /// The other outer dims, in output order.
+    others: Vec<(usize, usize, usize)>,
+    /// Whether the output's outermost dim is another dim than `q` (the first of `others`).
+    split: bool,
+    offset: usize,
+}
+
+impl Tiled {
+    /// Smallest stride of the innermost outer dim, in elements, worth tiling for (4 KiB of f32).
+    const FAR: usize = 1024;
+
+    fn plan(l: &Layout) -> Option<Tiled> {
+        let r = l.rank();
+        if r < 3 || l.numel() < PAR_CHUNK {
+            return None;
+        }
+        let (shape, strides, ostrides) = (l.shape(), l.strides(), crate::layout::contiguous_strides(l.shape()));
+        let pi = r - 2;
+        if shape[pi] < 2 || strides[pi] < Self::FAR {
+            return None;
+        }
+        let qi = (0..pi).filter(|&d| shape[d] > 1).min_by_key(|&d| strides[d])?;
+        if strides[qi] >= strides[pi] {
+            return None;
+        }
+        let others: Vec<_> = (0..pi).filter(|&d| d != qi).map(|d| (shape[d], strides[d], ostrides[d])).collect();
+        Some(Tiled {
+            len: shape[r - 1],
+            rs: strides[r - 1],
+            p: (shape[pi], strides[pi]),
+            q: (shape[qi], strides[qi], ostrides[qi]),
+            split: qi != 0,
+            others,
+            offset: l.offset(),
+        })
+    }
+
+    fn run<T: Copy + Send + Sync, U: Pooled + Sync>(
+        &self,
+        x: &[T],
+        n: usize,
+        f: &(impl Fn(T) -> U + Sync + Send),
+    ) -> Result<Vec<U>> {
+        let mut out: Vec<U> = U::take(n)?;
+        let spare = &mut out.spare_capacity_mut()[..n];
+        let ((np, sp), (nq, sq, oq), len, rs) = (self.p, self.q, self.len, self.rs);
+        // The parallel split: along the output's outermost dim, which is either another dim
+        // (`split`: one chunk per index) or `q` itself (blocks of `TILE` indices of `q`).
+        let (rest, chunk_len, chunk_src) = match self.others.split_first() {
+            Some((&(_, s0, o0), rest)) if self.split => (rest, o0, s0),
+            _ if !self.split => (&self.others[..], TILE * oq, TILE * sq),
+            _ => (&self.others[..], n, 0),
+        };
+        let total: usize = rest.iter().map(|d| d.0).product();
+        let body = |c: usize, chunk: &mut [std::mem::MaybeUninit<U>]| {
+            // the `q` indices this chunk holds (all of them, or one block when `q` is split)
+            let nq_here = if self.split { nq } else { (nq - c * TILE).min(TILE) };
+            vectorized(
+                #[inline(always)]
+                || {
+                    for k in 0..total {
+                        // the index of `rest` (an odometer, last dim fastest)
+                        let (mut rem, mut src, mut dst) = (k, self.offset + c * chunk_src, 0);
+                        for &(dn, ds, dout) in rest.iter().rev() {
+                            src += rem % dn * ds;
+                            dst += rem % dn * dout;
+                            rem /= dn;
+                        }
+                        for p0 in (0..np).step_by(TILE) {
+                            for iq in 0..nq_here {
+                                for ip in p0..(p0 + TILE).min(np) {
+                                    let s = src + iq * sq + ip * sp;
+                                    let row = &mut chunk[dst + iq * oq + ip * len..][..len];
+                                    if rs == 1 {
+                                        for (o, &v) in row.iter_mut().zip(&x[s..s + len]) {
+                                            o.write(f(v));
+                                        }
+                                    } else {
+                                        for (j, o) in row.iter_mut().enumerate() {
+                                            o.write(f(x[s + j * rs]));
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            )
+        };
+        if chunk_len < n && n >= PAR_THRESHOLD {
+            spare.par_chunks_mut(chunk_len).enumerate().for_each(|(c, o)| body(c, o));
+        } else {
+            spare.chunks_mut(chunk_len.max(1)).enumerate().for_each(|(c, o)| body(c, o));
+        }
+        // SAFETY: each chunk (one index of the split dim, a block of `q`, or the whole output)
+        // is written row by row for every index of `rest`, its `q` and `p`: every row once.
+        unsafe { out.set_len(n) };
+        Ok(out)
+    }
+}
+
 /// `f` over the elements of the view `l` of `x`, in row-major order, into a new vector.
 pub(crate) fn map_strided<T: Copy + Send + Sync, U: Pooled + Sync>(
     x: &[T],
@@ -143,6 +258,9 @@ pub(crate) fn map_strided<T: Copy + Send + Sync, U: Pooled + Sync>(
                 )
             })
         };
+    }
+    if let Some(t) = Tiled::plan(l) {
+        return t.run(x, n, &f);
     }
     let rows = Rows::new(l);
     let len = rows.len.max(1);
