@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use super::matmul::{par_gemm, par_gemm_strided, Mat};
 use super::num::Float;
+use super::vmath::vectorized;
 use super::{contiguous_cow, PAR_THRESHOLD};
 use crate::{Conv2dParams, CpuStorage, DType, Error, Layout, Result};
 
@@ -161,13 +162,13 @@ impl Taps {
         Ok(Some(Taps { at, by_pixel }))
     }
 
-    /// The table inverted for a `col` block of `cols` columns: input pixel `q` of a plane
-    /// receives `dcol[base + e]` for each `e` in `idx[start[q]..start[q + 1]]` (`e = t cols +
-    /// p`, taps in order), where `base` is the plane's first element in the block. `None` when
-    /// an entry would not fit a `u32`.
-    fn inverse(&self, g: &Geo, cols: usize) -> Result<Option<(Vec<u32>, Vec<u32>)>> {
-        let (taps, pix, hw) = (g.kh * g.kw, g.pix(), g.h * g.w);
-        if taps * cols >= PAD as usize {
+    /// The table inverted for a transposed block `dcolT [imgs P, rows]`: input pixel `q` of a
+    /// plane receives `dcolT[base + e]` for each `e` in `idx[start[q]..start[q + 1]]` (`e = p
+    /// rows + t`, taps in order), `base` being the plane's first element (`img P rows + (c -
+    /// c0) taps`). `None` when an entry would not fit a `u32`.
+    fn inverse(&self, g: &Geo, rows: usize) -> Result<Option<Inverse>> {
+        let (pix, hw) = (g.pix(), g.h * g.w);
+        if pix.saturating_mul(rows) >= PAD as usize {
             return Ok(None);
         }
         let mut start = super::try_vec::<u32>(hw + 1)?;
@@ -184,11 +185,32 @@ impl Taps {
         for (e, &o) in self.at.iter().enumerate() {
             if o != PAD {
                 let slot = &mut next[o as usize];
-                idx[*slot as usize] = ((e / pix) * cols + e % pix) as u32;
+                idx[*slot as usize] = ((e % pix) * rows + e / pix) as u32;
                 *slot += 1;
             }
         }
-        Ok(Some((start, idx)))
+        Ok(Some(Inverse { start, idx }))
+    }
+}
+
+/// [`Taps::inverse`]: each input pixel's entries of a transposed `dcolT` block.
+struct Inverse {
+    start: Vec<u32>,
+    idx: Vec<u32>,
+}
+
+/// `out[e] = plane[at[e]]`, 0 where `at[e]` is [`PAD`] (or past the plane): branch-free (a
+/// clamped read and a select), so that under [`vectorized`] it compiles to SIMD gathers.
+#[inline(always)]
+fn gather<T: Float>(out: &mut [T], plane: &[T], at: &[u32]) {
+    let Some(last) = plane.len().checked_sub(1) else {
+        out.fill(T::ZERO);
+        return;
+    };
+    for (d, &o) in out.iter_mut().zip(at) {
+        let o = o as usize;
+        let v = plane[o.min(last)];
+        *d = if o <= last { v } else { T::ZERO };
     }
 }
 
@@ -204,11 +226,14 @@ fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), col
         let (c, t) = (c0 + r / taps, r % taps);
         if let Some(tab) = tab {
             let at = &tab.at[t * pix..][..pix];
-            for (img, out) in row.chunks_exact_mut(pix).enumerate() {
-                let plane = &x[(img * g.c + c) * hw..][..hw];
-                // PAD is past every plane: `get` reads it as 0
-                out.iter_mut().zip(at).for_each(|(d, &o)| *d = plane.get(o as usize).copied().unwrap_or(T::ZERO));
-            }
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (img, out) in row.chunks_exact_mut(pix).enumerate() {
+                        gather(out, &x[(img * g.c + c) * hw..][..hw], at);
+                    }
+                },
+            );
             return;
         }
         let (i, j) = (t / g.kw, t % g.kw);
@@ -259,10 +284,14 @@ fn im2col_t<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), c
     let fill = |q: usize, row: &mut [T]| {
         let (img, p) = (q / pix, q % pix);
         let at = &tab.by_pixel[p * taps..][..taps];
-        for (c, out) in (c0..c1).zip(row.chunks_exact_mut(taps)) {
-            let plane = &x[(img * g.c + c) * hw..][..hw];
-            out.iter_mut().zip(at).for_each(|(d, &o)| *d = plane.get(o as usize).copied().unwrap_or(T::ZERO));
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (c, out) in (c0..c1).zip(row.chunks_exact_mut(taps)) {
+                    gather(out, &x[(img * g.c + c) * hw..][..hw], at);
+                }
+            },
+        );
     };
     let colt = &mut colt[..imgs * pix * rows];
     if rows == 0 {
@@ -275,20 +304,16 @@ fn im2col_t<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), c
     }
 }
 
-/// Adds `dcol`, the [`im2col`] rows of channels `c0..c1`, onto `dx [imgs, c, h, w]` (the
-/// adjoint of im2col), in parallel over the input planes. With the inverted tap table
-/// (`inv`, see [`Taps::inverse`]) each pixel gathers its taps' values and is written once,
-/// so `dx` need not be zeroed (each plane belongs to one channel block of one chunk); without
-/// it each plane adds its taps' row segments in order onto zeros.
-fn col2im<T: Float>(
-    g: &Geo,
-    dcol: &[T],
-    imgs: usize,
-    (c0, c1): (usize, usize),
-    dx: &mut [T],
-    inv: Option<&(Vec<u32>, Vec<u32>)>,
-) {
-    let (pix, cols, hw) = (g.pix(), imgs * g.pix(), g.h * g.w);
+/// Adds the gradient of an [`im2col`] block of channels `c0..c1` onto `dx [imgs, c, h, w]`
+/// (the adjoint of im2col), in parallel over the input planes. With the inverted tap table
+/// (`inv`) the block is the transposed `dcolT [imgs P, rows]` (an image's rows lie together,
+/// so its planes read one compact slab) and each pixel gathers its taps' values and is
+/// written once: `dx` need not be zeroed (each plane belongs to one channel block of one
+/// chunk). Without it the block is `dcol [rows, imgs P]`, and each plane adds its taps' row
+/// segments in order onto zeros.
+fn col2im<T: Float>(g: &Geo, dcol: &[T], imgs: usize, (c0, c1): (usize, usize), dx: &mut [T], inv: Option<&Inverse>) {
+    let (pix, cols, hw, taps) = (g.pix(), imgs * g.pix(), g.h * g.w, g.kh * g.kw);
+    let rows = (c1 - c0) * taps;
     let (sh, sw, ph, pw, dh, dw) =
         (g.p.stride.0, g.p.stride.1, g.p.padding.0, g.p.padding.1, g.p.dilation.0, g.p.dilation.1);
     let add = |q: usize, plane: &mut [T]| {
@@ -296,10 +321,10 @@ fn col2im<T: Float>(
         if c < c0 || c >= c1 {
             return;
         }
-        if let Some((start, idx)) = inv {
-            let block = &dcol[(c - c0) * g.kh * g.kw * cols + img * pix..];
+        if let Some(inv) = inv {
+            let block = &dcol[img * pix * rows + (c - c0) * taps..];
             for (q, d) in plane.iter_mut().enumerate() {
-                let taps = &idx[start[q] as usize..start[q + 1] as usize];
+                let taps = &inv.idx[inv.start[q] as usize..inv.start[q + 1] as usize];
                 *d = taps.iter().fold(T::ZERO, |s, &e| T::add(s, block[e as usize]));
             }
             return;
@@ -408,12 +433,16 @@ fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
     let (k, pix, cog, taps) = (g.k(), g.pix(), g.cog(), g.kh * g.kw);
     let chunk = g.chunk();
     let per = g.channels(chunk);
-    let tab = Taps::new(g)?;
-    // the inverted tables for full chunks and for the last one, if it is shorter
-    let inv = |imgs: usize| tab.as_ref().map_or(Ok(None), |t| t.inverse(g, imgs * pix));
-    let (inv_full, inv_last) = (inv(chunk)?, if g.n % chunk != 0 { inv(g.n % chunk)? } else { None });
+    // the inverted tables for blocks of `per` channels and for a group's last, shorter block
+    let (inv_full, inv_last) = match Taps::new(g)? {
+        Some(tab) => {
+            (tab.inverse(g, per * taps)?, if g.cg() % per != 0 { tab.inverse(g, g.cg() % per * taps)? } else { None })
+        }
+        None => (None, None),
+    };
+    let tabled = inv_full.is_some() && (g.cg() % per == 0 || inv_last.is_some());
     // with the inverted tables every plane is written once; the row-wise adds need zeros
-    let mut dx = output(g.n * g.c * g.h * g.w, inv_full.is_some() && (g.n % chunk == 0 || inv_last.is_some()))?;
+    let mut dx = output(g.n * g.c * g.h * g.w, tabled)?;
     let mut dcol = T::scratch(per * taps * chunk * pix)?;
     let mut gbuf = T::scratch(cog * chunk * pix)?;
     let mut gchunk = T::scratch(chunk * g.co * pix)?;
@@ -424,13 +453,20 @@ fn grad_input<T: Float>(g: &Geo, grad: &[T], wt: &[T]) -> Result<Vec<T>> {
         for gi in 0..g.groups {
             regroup(g, &mut gchunk, &mut gbuf, imgs, gi, true);
             for (c0, c1) in blocks(g, gi, per) {
-                // dcol[block, :] = W_g[:, block]^T grad_g, then back onto channels c0..c1
                 let rows = (c1 - c0) * taps;
                 let wg = Mat { data: &wt[gi * cog * k + (c0 - gi * g.cg()) * taps..], rs: k, cs: 1 };
                 let gm = Mat::row_major(&gbuf[..cog * cols], cols);
-                par_gemm(rows, cog, cols, wg.t(), gm, &mut dcol[..rows * cols], false)?;
-                let inv = if imgs == chunk { inv_full.as_ref() } else { inv_last.as_ref() };
-                col2im(g, &dcol[..rows * cols], imgs, (c0, c1), &mut dx[n0 * g.c * g.h * g.w..], inv);
+                let dx_chunk = &mut dx[n0 * g.c * g.h * g.w..];
+                if tabled {
+                    // dcolT[:, block] = grad_g^T W_g[:, block], then back onto channels c0..c1
+                    par_gemm(cols, cog, rows, gm.t(), wg, &mut dcol[..cols * rows], false)?;
+                    let inv = if c1 - c0 == per { inv_full.as_ref() } else { inv_last.as_ref() };
+                    col2im(g, &dcol[..cols * rows], imgs, (c0, c1), dx_chunk, inv);
+                } else {
+                    // dcol[block, :] = W_g[:, block]^T grad_g
+                    par_gemm(rows, cog, cols, wg.t(), gm, &mut dcol[..rows * cols], false)?;
+                    col2im(g, &dcol[..rows * cols], imgs, (c0, c1), dx_chunk, None);
+                }
             }
         }
     }
