@@ -63,10 +63,91 @@ fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
 /// Returns [`Error::Shape`] (op `gemm`) when an operand's strides reach outside its slice.
 pub fn gemm<T: Float>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], accumulate: bool) -> Result<()> {
     check(m, k, n, &a, &b, c)?;
+    if m == 1 || n == 1 {
+        gemv(m, k, n, a, b, c, n, accumulate);
+        return Ok(());
+    }
     // SAFETY: `check` proved both operands fit their slices and `c` holds `m * n` elements;
     // `c` is a unique borrow, so it aliases neither input.
     unsafe { gemm_raw(m, k, n, a, b, CPtr(c.as_mut_ptr()), n, accumulate) };
     Ok(())
+}
+
+/// `x . y` of two equal-length slices: eight running sums (a vector register under
+/// [`vectorized`](super::vmath::vectorized)) added pairwise, then the remainder in order.
+#[inline(always)]
+fn dot<T: Float>(x: &[T], y: &[T]) -> T {
+    let (xc, xr) = x.as_chunks::<8>();
+    let (yc, yr) = y.as_chunks::<8>();
+    let mut acc = [T::ZERO; 8];
+    for (xc, yc) in xc.iter().zip(yc) {
+        for l in 0..8 {
+            acc[l] = T::add(acc[l], xc[l] * yc[l]);
+        }
+    }
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = acc;
+    let s = T::add(T::add(T::add(a0, a4), T::add(a2, a6)), T::add(T::add(a1, a5), T::add(a3, a7)));
+    xr.iter().zip(yr).fold(s, |s, (&a, &b)| T::add(s, a * b))
+}
+
+/// `c (+)= a b` when `a` is one row (`m == 1`) or `b` one column (`n == 1`), without the
+/// GEMM provider: matrixmultiply packs both operands and computes whole 16 x 16 tiles, which
+/// for a vector product copies the matrix operand once more (the routing products of a
+/// capsule network read hundreds of such matrices, memory-bound) and discards 15/16 of the
+/// arithmetic. Each output is one sum over `k` in order (`k = 0` gives 0), single-threaded,
+/// so results do not depend on the thread count. Row `i` of `c` starts at `c[i * rsc]`;
+/// the operands were checked to fit (`check`, `par_gemm_strided`).
+#[allow(clippy::too_many_arguments)]
+fn gemv<T: Float>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, c: &mut [T], rsc: usize, accumulate: bool) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // an empty sum (the operands may hold no elements at all)
+        if !accumulate {
+            for i in 0..m {
+                c[i * rsc..][..n].fill(T::ZERO);
+            }
+        }
+        return;
+    }
+    super::vmath::vectorized(
+        #[inline(always)]
+        || {
+            if m == 1 {
+                let c = &mut c[..n];
+                if !accumulate {
+                    c.fill(T::ZERO);
+                }
+                if b.cs == 1 {
+                    // one axpy per row of b, over contiguous rows
+                    for p in 0..k {
+                        let ap = a.data[p * a.cs];
+                        for (cj, &bj) in c.iter_mut().zip(&b.data[p * b.rs..][..n]) {
+                            *cj = T::add(*cj, ap * bj);
+                        }
+                    }
+                } else {
+                    for (j, cj) in c.iter_mut().enumerate() {
+                        let col = &b.data[j * b.cs..];
+                        *cj = (0..k).fold(*cj, |s, p| T::add(s, a.data[p * a.cs] * col[p * b.rs]));
+                    }
+                }
+            } else {
+                // n == 1: a dot product per row of a
+                for i in 0..m {
+                    let row = &a.data[i * a.rs..];
+                    let ci = &mut c[i * rsc];
+                    let start = if accumulate { *ci } else { T::ZERO };
+                    *ci = if a.cs == 1 && b.rs == 1 {
+                        T::add(start, dot(&row[..k], &b.data[..k]))
+                    } else {
+                        (0..k).fold(start, |s, p| T::add(s, row[p * a.cs] * b.data[p * b.rs]))
+                    };
+                }
+            }
+        },
+    )
 }
 
 fn check<T>(m: usize, k: usize, n: usize, a: &Mat<T>, b: &Mat<T>, c: &[T]) -> Result<()> {
@@ -186,6 +267,10 @@ pub(crate) fn par_gemm_strided<T: Float>(
         && (m == 0 || n == 0 || (m - 1).checked_mul(rsc).and_then(|r| r.checked_add(n)).is_some_and(|l| l <= c.len()));
     if !a.fits(m, k) || !b.fits(k, n) || !c_fits {
         return Err(Error::shape("gemm", &[&[m, k], &[k, n], &[m, n]], "operand strides reach outside their buffers"));
+    }
+    if m == 1 || n == 1 {
+        gemv(m, k, n, a, b, c, rsc, accumulate);
+        return Ok(());
     }
     let rows = split_rows(m, n);
     let len = if rows { m } else { n };

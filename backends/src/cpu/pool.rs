@@ -5,9 +5,12 @@
 //! page is faulted in and zeroed by the kernel on first touch, on every step. Freed CPU
 //! storages of at least [`MIN_POOLED_BYTES`] are kept here instead, keyed by exact capacity
 //! (a training loop asks for the same sizes again), up to a cap on the bytes held
-//! ([`set_pool_limit`]); smaller ones go back to `malloc`, which serves them well.
+//! ([`set_pool_limit`]); smaller ones go back to `malloc`, which serves them well. When a
+//! buffer would pass the cap, the sizes used least recently are freed first: an evaluation
+//! pass between epochs (other batch sizes) must not leave the pool full of buffers training
+//! never asks for, with training's own turned away and page-faulted in again every step.
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::Result;
@@ -17,6 +20,8 @@ pub const MIN_POOLED_BYTES: usize = 1 << 16;
 
 static LIMIT: AtomicUsize = AtomicUsize::new(1 << 30);
 static HELD: AtomicUsize = AtomicUsize::new(0);
+/// A clock for the buckets' last use (taken from or given to).
+static TICK: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the most bytes the pool keeps (default 1 GiB); 0 disables pooling and frees the pool.
 pub fn set_pool_limit(bytes: usize) {
@@ -40,7 +45,21 @@ pub fn clear_pool() {
     half::bf16::clear();
 }
 
-type Buckets<T> = Mutex<Option<HashMap<usize, Vec<Vec<T>>>>>;
+/// Free buffers of one capacity, and when that size was last used.
+#[doc(hidden)]
+pub struct Bucket<T> {
+    bufs: Vec<Vec<T>>,
+    used: u64,
+}
+
+type Buckets<T> = Mutex<Option<HashMap<usize, Bucket<T>>>>;
+
+/// A free buffer of capacity `n` from `map`, marking the size as used now.
+fn pop<T>(map: &mut HashMap<usize, Bucket<T>>, n: usize) -> Option<Vec<T>> {
+    let b = map.get_mut(&n)?;
+    b.used = TICK.fetch_add(1, Ordering::Relaxed);
+    b.bufs.pop()
+}
 
 /// Element types whose buffers are pooled.
 pub trait Pooled: Copy + Send + Sized + Default + 'static {
@@ -54,7 +73,7 @@ pub trait Pooled: Copy + Send + Sized + Default + 'static {
     fn take(n: usize) -> Result<Vec<Self>> {
         let bytes = n.saturating_mul(size_of::<Self>());
         if bytes >= MIN_POOLED_BYTES {
-            let reused = Self::buckets().lock().ok().and_then(|mut b| b.as_mut()?.get_mut(&n)?.pop());
+            let reused = Self::buckets().lock().ok().and_then(|mut b| pop(b.as_mut()?, n));
             if let Some(mut v) = reused {
                 HELD.fetch_sub(bytes, Ordering::Relaxed);
                 v.clear();
@@ -77,7 +96,7 @@ pub trait Pooled: Copy + Send + Sized + Default + 'static {
     fn scratch(n: usize) -> Result<Vec<Self>> {
         let bytes = n.saturating_mul(size_of::<Self>());
         if bytes >= MIN_POOLED_BYTES {
-            let reused = Self::buckets().lock().ok().and_then(|mut b| b.as_mut()?.get_mut(&n)?.pop());
+            let reused = Self::buckets().lock().ok().and_then(|mut b| pop(b.as_mut()?, n));
             if let Some(v) = reused {
                 HELD.fetch_sub(bytes, Ordering::Relaxed);
                 // pooled buffers are kept at `len == capacity` (see `give`), and the bucket
@@ -89,28 +108,42 @@ pub trait Pooled: Copy + Send + Sized + Default + 'static {
         Self::filled(n, Self::default())
     }
 
-    /// Returns a buffer to the pool (or to the allocator when small or over the limit).
-    /// Pooled buffers are initialised to their whole capacity, so [`Pooled::scratch`] can hand
+    /// Returns a buffer to the pool, first freeing buffers of the sizes used least recently
+    /// when it would pass the limit; it goes back to the allocator when small, larger than
+    /// the limit, or when no other size is left to free. Pooled buffers are initialised to their whole capacity, so [`Pooled::scratch`] can hand
     /// one out as it is.
     fn give(mut v: Vec<Self>) {
-        let bytes = v.capacity() * size_of::<Self>();
-        if bytes < MIN_POOLED_BYTES || HELD.load(Ordering::Relaxed) + bytes > LIMIT.load(Ordering::Relaxed) {
+        let (cap, size) = (v.capacity(), size_of::<Self>());
+        let bytes = cap * size;
+        let limit = LIMIT.load(Ordering::Relaxed);
+        if bytes < MIN_POOLED_BYTES || bytes > limit {
             return;
         }
-        if v.len() < v.capacity() {
-            v.resize(v.capacity(), Self::default());
+        if v.len() < cap {
+            v.resize(cap, Self::default());
         }
-        if let Ok(mut b) = Self::buckets().lock() {
-            HELD.fetch_add(bytes, Ordering::Relaxed);
-            b.get_or_insert_with(HashMap::new).entry(v.capacity()).or_default().push(v);
+        let Ok(mut guard) = Self::buckets().lock() else { return };
+        let map = guard.get_or_insert_with(HashMap::new);
+        // make room by freeing buffers of the sizes used least recently (never this size)
+        while HELD.load(Ordering::Relaxed) + bytes > limit {
+            let victim = map.iter().filter(|(&c, b)| c != cap && !b.bufs.is_empty()).min_by_key(|(_, b)| b.used);
+            let Some((&c, _)) = victim else { return };
+            if let Some(old) = map.get_mut(&c).and_then(|b| b.bufs.pop()) {
+                HELD.fetch_sub(c * size, Ordering::Relaxed);
+                drop(old);
+            }
         }
+        HELD.fetch_add(bytes, Ordering::Relaxed);
+        let b = map.entry(cap).or_insert(Bucket { bufs: Vec::new(), used: 0 });
+        b.used = TICK.fetch_add(1, Ordering::Relaxed);
+        b.bufs.push(v);
     }
 
     /// Frees this type's pooled buffers.
     fn clear() {
         if let Ok(mut b) = Self::buckets().lock() {
             if let Some(map) = b.take() {
-                let bytes: usize = map.values().flatten().map(|v| v.capacity() * size_of::<Self>()).sum();
+                let bytes: usize = map.values().flat_map(|b| &b.bufs).map(|v| v.capacity() * size_of::<Self>()).sum();
                 HELD.fetch_sub(bytes, Ordering::Relaxed);
             }
         }
