@@ -23,7 +23,9 @@ fn a_full_pool_frees_the_least_recently_used_sizes_first() {
     f32::give(vd);
     assert_eq!(pool_bytes(), 4 * (a + c + d), "the limit holds, b made room");
     // `d` was taken in, `b` was freed for it, `a` and `c` stay
-    assert_eq!(f32::scratch(d).unwrap().as_ptr(), pd, "the new size is pooled");
+    let got_d = f32::scratch(d).unwrap();
+    assert_eq!(got_d.as_ptr(), pd, "the new size is pooled");
+    drop(got_d);
     let held = pool_bytes();
     let fresh_b = f32::take(b).unwrap();
     assert_eq!(pool_bytes(), held, "b was not pooled any more (a fresh allocation)");

@@ -77,10 +77,10 @@ pub fn gemm<T: Float>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, c: &mu
 /// [`vectorized`](super::vmath::vectorized)) added pairwise, then the remainder in order.
 #[inline(always)]
 fn dot<T: Float>(x: &[T], y: &[T]) -> T {
-    let (xc, xr) = x.as_chunks::<8>();
-    let (yc, yr) = y.as_chunks::<8>();
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
     let mut acc = [T::ZERO; 8];
-    for (xc, yc) in xc.iter().zip(yc) {
+    for (xc, yc) in xc.zip(yc) {
         for l in 0..8 {
             acc[l] = T::add(acc[l], xc[l] * yc[l]);
         }
