@@ -223,10 +223,20 @@ unsafe fn gemm_raw<T: Float>(
 }
 
 /// Number of tasks for an `[m, k] x [k, n]` product split along `len` (m or n): 1 unless
-/// every task gets [`TASK_FLOPS`], at most one per rayon thread.
+/// every task gets [`TASK_FLOPS`], at most two per rayon thread, and a multiple of the
+/// thread count once there are more tasks than threads (3 tasks on 2 threads would take
+/// two rounds). Two per thread let a thread that runs alone take over the work of one that
+/// shares its core (a busy neighbour), at the price of packing the uncut operand once
+/// more per task (no slower on a quiet machine: CapsNet's convolutions, matmul n >= 256).
 fn tasks(m: usize, k: usize, n: usize, len: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
     let by_work = 2 * m * n * k / TASK_FLOPS;
-    by_work.min(len / ALIGN).min(rayon::current_num_threads()).max(1)
+    let t = by_work.min(len / ALIGN).min(2 * threads).max(1);
+    if t > threads {
+        t - t % threads
+    } else {
+        t
+    }
 }
 
 /// Which dimension [`par_gemm`] splits. Each task packs all of the operand its part does not
