@@ -143,7 +143,7 @@ impl Taps {
     /// `None` when the table would pass [`TABLE_MAX`] or a plane has `u32::MAX` pixels or more.
     fn new(g: &Geo) -> Result<Option<Taps>> {
         let (taps, pix) = (g.kh * g.kw, g.pix());
-        if taps * pix > TABLE_MAX || g.h * g.w >= PAD as usize {
+        if taps.saturating_mul(pix) > TABLE_MAX || g.h.saturating_mul(g.w) >= PAD as usize {
             return Ok(None);
         }
         let (sh, sw, ph, pw, dh, dw) =
