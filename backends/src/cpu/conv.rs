@@ -15,17 +15,16 @@
 //! that the `col`/`dcol` buffer stays under [`COL_CAP`] elements: the forward GEMM
 //! accumulates over the blocks, the weight gradient writes a column block of `dW` per block,
 //! and col2im of a block touches only its own channels' planes. One buffer is allocated per
-//! call and reused for every block. im2col computes each row's valid span once (a stride-1
-//! row is one copy, a strided row one gather) in parallel over rows; col2im runs in parallel
-//! over input planes; the GEMMs split across rayon tasks ([`super::par_gemm`]). Every output
+//! call and reused for every block. im2col gathers each row through a tap table ([`Taps`];
+//! past its size, each row's valid span is computed once) in parallel over rows; col2im runs
+//! in parallel over input planes; the GEMMs split across rayon tasks ([`super::par_gemm`]). Every output
 //! element is written by one task and sums run in a fixed order (blocks and chunks in
 //! turn), so results do not depend on the thread count.
-use rayon::prelude::*;
 
+use super::contiguous_cow;
 use super::matmul::{par_gemm, par_gemm_strided, Mat};
 use super::num::Float;
 use super::vmath::vectorized;
-use super::{contiguous_cow, PAR_THRESHOLD};
 use crate::{Conv2dParams, CpuStorage, DType, Error, Layout, Result};
 
 /// Target number of `col` columns (`imgs * P`) per GEMM: enough that the weight, packed once
@@ -263,15 +262,7 @@ fn im2col<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), col
             }
         }
     };
-    let col = &mut col[..(c1 - c0) * taps * cols];
-    if cols == 0 {
-        return;
-    }
-    if col.len() >= PAR_THRESHOLD {
-        col.par_chunks_mut(cols).enumerate().for_each(|(r, row)| fill(r, row));
-    } else {
-        col.chunks_mut(cols).enumerate().for_each(|(r, row)| fill(r, row));
-    }
+    super::rows(&mut col[..(c1 - c0) * taps * cols], cols, fill);
 }
 
 /// `colT [imgs * P, (c1 - c0) kh kw]`, the transpose of [`im2col`]'s block, in parallel over
@@ -293,15 +284,7 @@ fn im2col_t<T: Float>(g: &Geo, x: &[T], imgs: usize, (c0, c1): (usize, usize), c
             },
         );
     };
-    let colt = &mut colt[..imgs * pix * rows];
-    if rows == 0 {
-        return;
-    }
-    if colt.len() >= PAR_THRESHOLD {
-        colt.par_chunks_mut(rows).enumerate().for_each(|(q, row)| fill(q, row));
-    } else {
-        colt.chunks_mut(rows).enumerate().for_each(|(q, row)| fill(q, row));
-    }
+    super::rows(&mut colt[..imgs * pix * rows], rows, fill);
 }
 
 /// Adds the gradient of an [`im2col`] block of channels `c0..c1` onto `dx [imgs, c, h, w]`
@@ -351,15 +334,7 @@ fn col2im<T: Float>(g: &Geo, dcol: &[T], imgs: usize, (c0, c1): (usize, usize), 
             }
         }
     };
-    let dx = &mut dx[..imgs * g.c * hw];
-    if hw == 0 {
-        return;
-    }
-    if dcol.len() >= PAR_THRESHOLD {
-        dx.par_chunks_mut(hw).enumerate().for_each(|(q, plane)| add(q, plane));
-    } else {
-        dx.chunks_mut(hw).enumerate().for_each(|(q, plane)| add(q, plane));
-    }
+    super::rows(&mut dx[..imgs * g.c * hw], hw, add);
 }
 
 /// Copies rows `gi * cog ..` of `imgs` images of `t [imgs, co, P]` into `buf [cog, imgs * P]`

@@ -12,10 +12,8 @@
 //! (each `o` owns its own output rows, so scatter_add needs no atomics).
 use std::borrow::Cow;
 
-use rayon::prelude::*;
-
 use super::num::Num;
-use super::{contiguous_cow, PAR_THRESHOLD};
+use super::{contiguous_cow, rows};
 use crate::{CpuStorage, DType, Error, Layout, Result};
 
 /// `(outer, inner)` around `dim` of `shape`.
@@ -45,19 +43,6 @@ fn indices<'a>(op: &'static str, idx: &'a CpuStorage, li: &Layout, dim: usize, s
 /// True when the shapes agree on every dim but `dim` (and have one rank).
 fn agree_except(a: &[usize], b: &[usize], dim: usize) -> bool {
     a.len() == b.len() && a.iter().zip(b).enumerate().all(|(d, (x, y))| d == dim || x == y)
-}
-
-/// Runs `f(o, out_row)` for each of the `outer` output rows of `row` elements, in parallel
-/// when the output is large.
-fn rows<T: Send>(out: &mut [T], row: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    if row == 0 {
-        return;
-    }
-    if out.len() >= PAR_THRESHOLD {
-        out.par_chunks_mut(row).enumerate().for_each(|(o, y)| f(o, y));
-    } else {
-        out.chunks_mut(row).enumerate().for_each(|(o, y)| f(o, y));
-    }
 }
 
 fn index_select_typed<T: Num>(x: &[T], lx: &Layout, dim: usize, idx: &[i64]) -> Result<Vec<T>> {

@@ -119,6 +119,19 @@ impl Rows {
     }
 }
 
+/// Runs `f(o, out_row)` for each of the `outer` output rows of `row` elements, in parallel
+/// when the output is large.
+pub(crate) fn rows<T: Send>(out: &mut [T], row: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    if row == 0 {
+        return;
+    }
+    if out.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(row).enumerate().for_each(|(o, y)| f(o, y));
+    } else {
+        out.chunks_mut(row).enumerate().for_each(|(o, y)| f(o, y));
+    }
+}
+
 /// Rows per tile of [`Tiled`].
 const TILE: usize = 32;
 
